@@ -1,0 +1,31 @@
+# ReconFlow developer commands. `make demo` and `make test` set up the venv first when needed.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt functions/requirements.txt gpu_container/requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[lambda,engine,dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/reconflow demo
+
+test: setup
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: setup
+	$(BIN)/python bench/cold_start_and_purge.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .aws-sam

@@ -1,0 +1,1 @@
+"""ReconFlow's GPU container: the reconstruction engine and the stage runner around it."""

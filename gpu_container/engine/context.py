@@ -1,0 +1,75 @@
+"""What every stage receives besides its folder: the preset, the device, and the callbacks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+PRESETS = ("draft", "standard", "high")
+
+ProgressCallback = Callable[[float, str], None]
+StopCheck = Callable[[], bool]
+
+
+class CaptureError(Exception):
+    """Bad input: a specific code (e.g. ``zip_slip``) and a message naming the file or field."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class StageCancelled(Exception):
+    """Raised when ``should_stop()`` turned true; the stage writes nothing more after it."""
+
+
+@dataclass
+class StageContext:
+    job_dir: Path
+    preset: str = "standard"
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+    on_progress: ProgressCallback = lambda fraction, message: None
+    should_stop: StopCheck = lambda: False
+
+    def work_dir(self, stage: str) -> Path:
+        """``work/{stage}/`` of this job, created on first use."""
+        path = self.job_dir / "work" / stage
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def input_dir(self) -> Path:
+        return self.job_dir / "input"
+
+    @property
+    def output_dir(self) -> Path:
+        path = self.job_dir / "output"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def check_stop(self) -> None:
+        """Raise ``StageCancelled`` if the job was cancelled. Long loops call this at least once a second."""
+        if self.should_stop():
+            raise StageCancelled("stop requested")
+
+
+def default_device() -> torch.device:
+    """CUDA when present, the CPU otherwise."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Stopwatch:
+    """Seconds since construction, for the per-stage timings in ``stage.json``."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self._start
