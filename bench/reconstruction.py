@@ -1,0 +1,261 @@
+"""Reconstruction benchmark: render captures of known objects, run the engine, score the meshes.
+
+For each object (Spot from ``--spot``, and the capture engineer's procedural shapes with real
+concavities) and each preset, a synthetic capture is rendered (embree, known cameras, a similarity
+into a world frame), the six stages run over a local job folder, and the result is scored against
+the ground truth with the DESIGN.md quality figures (``gpu_container.engine.quality``): Chamfer-L1,
+F@0.5 %, F@1 %, F@2 %, normal consistency. The visual hull alone (marching cubes of the hull
+occupancy at 0.5, in the same world frame) is scored beside it as the baseline. Seconds per stage
+are medians over ``--repeats`` runs (the figures of the first run are the ones scored; runs are
+deterministic for a seed).
+
+    .venv/bin/python bench/reconstruction.py --quick      # draft on spot + bowl (a few minutes)
+    .venv/bin/python bench/reconstruction.py              # the full table (the lead's run)
+
+Prints the table and writes it to ``bench/reconstruction.txt`` (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import trimesh
+
+from gpu_container.capture import objects
+from gpu_container.capture.synthetic import RigSettings, write_capture
+from gpu_container.engine import hull, mesh, pipeline
+from gpu_container.engine.context import default_device
+from gpu_container.engine.quality import Quality, QualityParams, compare
+from gpu_container.engine.scene import Scene
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_SPOT = REPO.parent / "shared" / "data" / "spot"
+DEFAULT_OUT = REPO / "bench" / "reconstruction.txt"
+
+# Capture size per preset: (views, pixels per side). The GPU goal is stated for 100 views at 512².
+CPU_CAPTURES = {"draft": (32, 128), "standard": (64, 256), "high": (100, 512)}
+GPU_CAPTURES = {"draft": (32, 128), "standard": (100, 512), "high": (100, 512)}
+# Where each object is placed in the capture's world frame (any similarity; exercises box_to_world).
+WORLD_SCALE, WORLD_TURN_DEG, WORLD_OFFSET = 0.3, 25.0, (0.4, -0.2, 0.1)
+
+# Goals (issue 4): draft end to end on the CPU; standard quality on spot and on the concave shapes.
+DRAFT_CPU_SECONDS = 60.0
+STANDARD_SPOT_F1 = 0.97
+STANDARD_CONCAVE_GAIN_F1 = 0.05
+GPU_STANDARD_SECONDS = 60.0
+
+
+@dataclass
+class Row:
+    object: str
+    preset: str
+    views: int
+    size: int
+    hull: Quality
+    full: Quality
+    seconds: dict[str, float]  # stage -> median seconds, plus "total"
+
+
+def world_transform() -> np.ndarray:
+    transform = trimesh.transformations.rotation_matrix(np.radians(WORLD_TURN_DEG), [0.0, 0.0, 1.0])
+    transform[:3, :3] *= WORLD_SCALE
+    transform[:3, 3] = WORLD_OFFSET
+    return transform
+
+
+def load_object(name: str, spot_dir: Path) -> trimesh.Trimesh:
+    return objects.load_spot(spot_dir) if name == "spot" else objects.make_object(name)
+
+
+def hull_mesh(job_dir: Path) -> trimesh.Trimesh:
+    """The visual hull alone in the world frame: marching cubes of the occupancy at its level (0.5)."""
+    carved = hull.load(job_dir)
+    vertices, faces = mesh.extract_surface(carved.level - np.asarray(carved.occupancy, dtype=np.float32))
+    scene = Scene.load(job_dir / "work" / "preprocess")
+    return trimesh.Trimesh(vertices, faces, process=False).apply_transform(scene.box_to_world)
+
+
+def run_case(
+    name: str,
+    ground_truth: trimesh.Trimesh,
+    capture_zip: Path,
+    preset: str,
+    work_dir: Path,
+    device: torch.device,
+    repeats: int,
+    quality: QualityParams,
+) -> tuple[Quality, Quality, dict[str, float]]:
+    per_stage: dict[str, list[float]] = {}
+    job_dir = work_dir / f"{name}-{preset}"
+    for repeat in range(repeats):
+        pipeline.prepare_job_folder(capture_zip, job_dir)
+        started = time.perf_counter()
+        report = pipeline.run_all(job_dir, preset=preset, device=device, seed=0)
+        wall = time.perf_counter() - started
+        for stage, seconds in report["seconds"].items():
+            if stage != "total":
+                per_stage.setdefault(stage, []).append(seconds)
+        per_stage.setdefault("total", []).append(wall)
+        if repeat == 0:
+            result = trimesh.load(job_dir / "output" / "model.ply", process=False, force="mesh")
+            full = compare(result, ground_truth, quality)
+            hull_only = compare(hull_mesh(job_dir), ground_truth, quality)
+    return hull_only, full, {stage: statistics.median(values) for stage, values in per_stage.items()}
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    model = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu ({model}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads)"
+
+
+def format_table(rows: list[Row]) -> list[str]:
+    stages = list(pipeline.STAGE_RUNNERS)
+    header = (
+        f"{'object':<13}{'preset':<9}{'capture':<10}{'method':<6}"
+        f"{'Chamfer-L1':>11}{'F@0.5%':>8}{'F@1%':>8}{'F@2%':>8}{'NC':>7}  "
+        + "".join(f"{stage[:8]:>9}" for stage in stages)
+        + f"{'total s':>9}"
+    )
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        for method, figures in (("hull", row.hull), ("full", row.full)):
+            timing = (
+                "".join(f"{row.seconds.get(stage, float('nan')):>9.1f}" for stage in stages)
+                + f"{row.seconds['total']:>9.1f}"
+                if method == "full"
+                else ""
+            )
+            lines.append(
+                f"{row.object:<13}{row.preset:<9}{f'{row.views}x{row.size}²':<10}{method:<6}"
+                f"{figures.chamfer_l1:>11.4f}{figures.fscore[0.005]:>8.3f}{figures.fscore[0.01]:>8.3f}"
+                f"{figures.fscore[0.02]:>8.3f}{figures.normal_consistency:>7.3f}  {timing}"
+            )
+    return lines
+
+
+def goal_lines(rows: list[Row], device: torch.device) -> list[str]:
+    """Each goal of issue 4 that this run measured, with MET / NOT MET."""
+
+    def verdict(ok: bool) -> str:
+        return "MET" if ok else "NOT MET"
+
+    lines = []
+    for row in rows:
+        if device.type == "cpu" and row.preset == "draft" and (row.views, row.size) == (32, 128):
+            total = row.seconds["total"]
+            lines.append(
+                f"draft, {row.object}, 32 views 128², CPU end to end {total:.1f} s "
+                f"< {DRAFT_CPU_SECONDS:.0f} s: {verdict(total < DRAFT_CPU_SECONDS)}"
+            )
+        if row.preset == "standard" and row.object == "spot":
+            value = row.full.fscore[0.01]
+            lines.append(
+                f"standard, spot F@1% {value:.3f} >= {STANDARD_SPOT_F1}: {verdict(value >= STANDARD_SPOT_F1)}"
+            )
+        if row.preset == "standard" and row.object in objects.CONCAVE_OBJECTS:
+            gain = row.full.fscore[0.01] - row.hull.fscore[0.01]
+            lines.append(
+                f"standard, {row.object} F@1% gain over the hull {gain:+.3f} >= {STANDARD_CONCAVE_GAIN_F1}: "
+                f"{verdict(gain >= STANDARD_CONCAVE_GAIN_F1)}"
+            )
+        if device.type == "cuda" and row.preset == "standard" and (row.views, row.size) == (100, 512):
+            total = row.seconds["total"]
+            lines.append(
+                f"standard, {row.object}, 100 views 512², GPU end to end {total:.1f} s "
+                f"< {GPU_STANDARD_SECONDS:.0f} s: {verdict(total < GPU_STANDARD_SECONDS)}"
+            )
+    return lines or ["(no goal applies to the cases run)"]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spot", type=Path, default=DEFAULT_SPOT, help="folder of Spot (read in place)")
+    parser.add_argument(
+        "--quick", action="store_true", help="draft on spot and the bowl, 50k quality samples"
+    )
+    parser.add_argument("--objects", nargs="+", help="spot and/or " + ", ".join(objects.PROCEDURAL_OBJECTS))
+    parser.add_argument("--presets", nargs="+", choices=("draft", "standard", "high"))
+    parser.add_argument("--views", type=int, help="override the views of every capture")
+    parser.add_argument("--size", type=int, help="override the image side of every capture")
+    parser.add_argument("--repeats", type=int, help="runs per case; seconds are medians (default 3, quick 1)")
+    parser.add_argument("--samples", type=int, help="quality samples per mesh (default 200k, quick 50k)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available)")
+    parser.add_argument("--work", type=Path, default=None, help="keep the job folders here (default: temp)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    args.objects = args.objects or (["spot", "bowl"] if args.quick else ["spot", *objects.CONCAVE_OBJECTS])
+    args.presets = args.presets or (["draft"] if args.quick else ["draft", "standard"])
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    args.samples = args.samples or (50_000 if args.quick else 200_000)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device) if args.device else default_device()
+    captures = GPU_CAPTURES if device.type == "cuda" else CPU_CAPTURES
+    quality = QualityParams(samples=args.samples)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="recon-bench-") as temporary:
+        work_dir = args.work or Path(temporary)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        for name in args.objects:
+            source = load_object(name, args.spot)
+            for preset in args.presets:
+                views, size = captures[preset]
+                views, size = args.views or views, args.size or size
+                capture_zip = work_dir / f"{name}-{views}x{size}.zip"
+                rig = RigSettings(views=views, width=size, height=size)
+                capture = write_capture(
+                    source, capture_zip, rig=rig, seed=0, world_transform=world_transform()
+                )
+                print(f"{name} {preset}: {views} views of {size}² ...", file=sys.stderr, flush=True)
+                hull_quality, full_quality, seconds = run_case(
+                    name, capture.mesh_world, capture_zip, preset, work_dir, device, args.repeats, quality
+                )
+                rows.append(Row(name, preset, views, size, hull_quality, full_quality, seconds))
+                print("\n".join(format_table(rows[-1:])[2:]), file=sys.stderr, flush=True)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    command = "python bench/reconstruction.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    text = "\n".join(
+        [
+            f"Reconstruction benchmark, {stamp} ({'quick run' if args.quick else 'full run'})",
+            f"command: {command.strip()}",
+            f"device: {device_name(device)}",
+            f"quality: {args.samples} area samples per mesh, GT normalised (bbox centred, longest side 1); "
+            f"seconds: median of {args.repeats} run(s); 'hull' = marching cubes of the hull occupancy at 0.5",
+            "",
+            *format_table(rows),
+            "",
+            "goals:",
+            *(f"  {line}" for line in goal_lines(rows, device)),
+            "",
+        ]
+    )
+    print(text)
+    args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

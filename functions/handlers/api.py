@@ -1,0 +1,145 @@
+"""The HTTP API (API Gateway v2, payload 2.0, JWT authorizer): five routes over the job store.
+
+Each route is a few lines: who is calling, what they sent, one call into the core. Domain errors
+raised anywhere below become ``{"error": {"code", "message"}}`` answers in ONE place
+(``domain_error``): 400 malformed, 401 no identity, 404 unknown or another caller's job,
+409 state conflict. Anything else is a 500 with the same body shape, logged with its traceback.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from handlers import deps
+from handlers.api_input import confirm_token, create_job_request, json_object, page_request
+from handlers.identity import MissingIdentityError, caller
+from handlers.links import download_links, upload_form
+from handlers.observability import count, logger, metrics, tracer
+from jobstate.errors import InvalidJobId, InvalidRequest, JobNotFound, JobStateError, StateConflict
+from jobstate.ids import parse_job_id
+from jobstate.jobs import iso_utc
+
+app = APIGatewayHttpResolver()
+
+# The one mapping from domain errors to HTTP statuses; the first matching class wins.
+STATUS_BY_ERROR: tuple[tuple[type[JobStateError], HTTPStatus], ...] = (
+    (MissingIdentityError, HTTPStatus.UNAUTHORIZED),
+    (InvalidJobId, HTTPStatus.BAD_REQUEST),
+    (InvalidRequest, HTTPStatus.BAD_REQUEST),
+    (JobNotFound, HTTPStatus.NOT_FOUND),
+    (StateConflict, HTTPStatus.CONFLICT),  # CancelConflict included
+)
+CANCEL_REQUESTED = "cancel_requested"
+
+
+def error_response(status: HTTPStatus, code: str, message: str) -> Response:
+    return Response(
+        status_code=status.value,
+        content_type=content_types.APPLICATION_JSON,
+        body={"error": {"code": code, "message": message}},
+    )
+
+
+@app.exception_handler(JobStateError)
+def domain_error(error: JobStateError) -> Response:
+    status = next((s for kind, s in STATUS_BY_ERROR if isinstance(error, kind)), None)
+    if status is None:
+        logger.exception("unmapped domain error")
+        return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error")
+    logger.info("request refused", extra={"status": status.value, "code": error.code})
+    return error_response(status, error.code, error.message)
+
+
+@app.not_found
+def no_such_route(_: NotFoundError) -> Response:
+    return error_response(HTTPStatus.NOT_FOUND, "route_not_found", "no such route")
+
+
+@app.exception_handler(Exception)
+def unexpected_error(_: Exception) -> Response:
+    logger.exception("unexpected error")
+    return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error")
+
+
+def _body() -> dict[str, Any]:
+    event = app.current_event
+    return json_object(event.body, base64_encoded=event.is_base64_encoded)
+
+
+@app.post("/jobs")
+@tracer.capture_method
+def create_job() -> tuple[dict[str, Any], int]:
+    owner = caller(app.current_event.raw_event)
+    request = create_job_request(_body())
+    d = deps.current()
+    job = d.jobs.create(owner, preset=request.preset, name=request.name)
+    logger.append_keys(job_id=job.job_id)
+    count("JobCreated")
+    upload = upload_form(d.s3, d.settings, job.job_id)
+    return {"job_id": job.job_id, "status": job.status, "upload": upload}, HTTPStatus.CREATED
+
+
+@app.get("/jobs")
+@tracer.capture_method
+def list_jobs() -> dict[str, Any]:
+    owner = caller(app.current_event.raw_event)
+    d = deps.current()
+    page = page_request(app.current_event.query_string_parameters, d.settings)
+    jobs, next_cursor = d.jobs.list_for_owner(owner, limit=page.limit, cursor=page.cursor)
+    return {"jobs": [job.to_public() for job in jobs], "next_cursor": next_cursor}
+
+
+@app.get("/jobs/<job_id>")
+@tracer.capture_method
+def get_job(job_id: str) -> dict[str, Any]:
+    owner = caller(app.current_event.raw_event)
+    d = deps.current()
+    job = d.jobs.get_owned(parse_job_id(job_id), owner)
+    body = job.to_public()
+    downloads = download_links(d.s3, d.settings, job)
+    if downloads:
+        body["downloads"] = downloads
+        body["downloads_expire_in"] = d.settings.download_url_expires_s
+    return body
+
+
+@app.post("/jobs/<job_id>/cancel")
+@tracer.capture_method
+def request_cancel(job_id: str) -> tuple[dict[str, Any], int]:
+    owner = caller(app.current_event.raw_event)
+    job_id = parse_job_id(job_id)
+    request = deps.current().jobs.request_cancel(job_id, owner)
+    count("CancelRequested")
+    body = {
+        "job_id": job_id,
+        "status": CANCEL_REQUESTED,
+        "token": request.token,
+        "expires_at": iso_utc(request.expires_at),
+    }
+    return body, HTTPStatus.ACCEPTED
+
+
+@app.post("/jobs/<job_id>/cancel/confirm")
+@tracer.capture_method
+def confirm_cancel(job_id: str) -> tuple[dict[str, Any], int]:
+    owner = caller(app.current_event.raw_event)
+    job_id = parse_job_id(job_id)
+    token = confirm_token(_body())
+    job = deps.current().jobs.confirm_cancel(job_id, owner, token)
+    count("CancelConfirmed")
+    return {"job_id": job.job_id, "status": job.status}, HTTPStatus.ACCEPTED
+
+
+@logger.inject_lambda_context(clear_state=True, correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    response = app.resolve(event, context)
+    count(f"Api{response['statusCode'] // 100}xx")
+    return response

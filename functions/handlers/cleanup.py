@@ -1,0 +1,162 @@
+"""The end of a job outside the happy path: cancel (purge + CANCELLED) or fail, and the reconciler.
+
+``handler`` takes either the state machine's cleanup input
+    {"action": "cancel", "job_id": ...}
+    {"action": "fail", "job_id": ..., "error": {"Error": ..., "Cause": ...}}
+or EventBridge's "Step Functions Execution Status Change" event (ABORTED / TIMED_OUT / FAILED;
+the execution's name is the job id) and ends the job the same way either way.
+
+``reconcile`` runs on a schedule because status-change events are best-effort: it finds jobs in
+CANCELLING or RUNNING (and QUEUED for longer than the grace) whose execution is no longer
+running and finishes them; a CANCELLING job whose execution still runs after the grace is
+stopped (StopExecution) and purged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from itertools import chain
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from handlers import deps
+from handlers.executions import RUNNING as EXECUTION_RUNNING
+from handlers.executions import execution_arn, execution_status
+from handlers.finishing import cancel_job, describe_sfn_error, fail_job, finish_after_execution
+from handlers.observability import count, logger, metrics, tracer
+from jobstate.errors import InvalidJobId, InvalidRequest, JobNotFound
+from jobstate.ids import parse_job_id
+from jobstate.jobs import CANCELLING, QUEUED, RUNNING, Job, iso_utc
+
+CANCEL = "cancel"
+FAIL = "fail"
+STATUS_CHANGE_DETAIL_TYPE = "Step Functions Execution Status Change"
+SFN_SOURCE = "aws.states"
+# Execution statuses after which the job must be finished by us (SUCCEEDED: the export did it).
+ENDED_BADLY: frozenset[str] = frozenset({"ABORTED", "TIMED_OUT", "FAILED"})
+NOT_STARTED = "NOT_STARTED"
+# What StopExecution records on an execution the reconciler stops.
+STOP_ERROR = "reconflow.CancelTimeout"
+STOP_CAUSE = "the job was cancelled and its work did not stop within the grace period"
+
+
+class ReconcileIncompleteError(Exception):
+    """Some jobs could not be reconciled this run (logged one by one); the next run tries again."""
+
+
+def _state_machine_input(event: dict[str, Any], d: deps.Deps) -> dict[str, Any]:
+    job_id = parse_job_id(event.get("job_id"))
+    action = event.get("action")
+    if action == CANCEL:
+        return cancel_job(d, job_id)
+    if action == FAIL:
+        code, message = describe_sfn_error(event.get("error"))
+        return fail_job(d, job_id, code, message)
+    raise InvalidRequest(f"unknown cleanup action {str(action)[:40]!r}")
+
+
+def _status_change(event: EventBridgeEvent, d: deps.Deps) -> dict[str, Any]:
+    detail = event.detail
+    status = str(detail.get("status"))
+    try:
+        job_id = parse_job_id(detail.get("name"))
+    except InvalidJobId:
+        logger.warning(
+            "execution not named after a job; ignored", extra={"execution_name": str(detail.get("name"))}
+        )
+        return {"job_id": None, "status": None, "ignored": "not a job execution"}
+    if status not in ENDED_BADLY:
+        return {"job_id": job_id, "status": None, "ignored": f"execution {status}"}
+    try:
+        return finish_after_execution(d, job_id, status, detail.get("error"), detail.get("cause"))
+    except JobNotFound:
+        logger.warning("status change for an unknown job; ignored", extra={"job_id": job_id})
+        return {"job_id": job_id, "status": None, "ignored": "no such job"}
+
+
+def process_cleanup(event: dict[str, Any], d: deps.Deps | None = None) -> dict[str, Any]:
+    """Dispatch on the event's shape; see the module docstring."""
+    d = d or deps.current()
+    if "action" in event:
+        return _state_machine_input(event, d)
+    if event.get("source") == SFN_SOURCE and event.get("detail-type") == STATUS_CHANGE_DETAIL_TYPE:
+        return _status_change(EventBridgeEvent(event), d)
+    raise InvalidRequest("neither a cleanup action nor a Step Functions status change")
+
+
+@logger.inject_lambda_context(clear_state=True, correlation_id_path="id || job_id")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    count("CleanupInvocations")
+    return process_cleanup(event)
+
+
+# --- the reconciler ----------------------------------------------------------------------------
+
+
+@dataclass
+class ReconcileReport:
+    checked: int = 0
+    finished: list[dict[str, Any]] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _candidates(d: deps.Deps, grace_cutoff: float) -> Iterator[Job]:
+    return chain(
+        d.jobs.list_by_status(CANCELLING),
+        d.jobs.list_by_status(RUNNING),
+        d.jobs.list_by_status(QUEUED, updated_before=grace_cutoff),
+    )
+
+
+def reconcile_job(d: deps.Deps, job: Job, grace_cutoff: float, report: ReconcileReport) -> None:
+    """Finish ``job`` if its execution has ended (or, for a stuck cancel, stop it first)."""
+    arn = job.execution_arn or execution_arn(d.settings.state_machine_arn, job.job_id)
+    status = execution_status(d.sfn, arn) or NOT_STARTED
+    stale = job.updated_at < iso_utc(grace_cutoff)
+    if status == EXECUTION_RUNNING:
+        if job.status == CANCELLING and stale:
+            d.sfn.stop_execution(executionArn=arn, error=STOP_ERROR, cause=STOP_CAUSE)
+            report.stopped.append(job.job_id)
+            report.finished.append(cancel_job(d, job.job_id))
+        return
+    if status == NOT_STARTED and not stale:
+        return  # the upload function may be starting it right now
+    report.finished.append(finish_after_execution(d, job.job_id, status))
+
+
+def reconcile_jobs(d: deps.Deps | None = None) -> ReconcileReport:
+    """One pass over the jobs that may be stuck; every job is tried even when one fails."""
+    d = d or deps.current()
+    grace_cutoff = d.clock() - d.settings.cancel_grace_s
+    report = ReconcileReport()
+    for job in _candidates(d, grace_cutoff):
+        report.checked += 1
+        try:
+            reconcile_job(d, job, grace_cutoff, report)
+        except Exception:
+            logger.exception("job not reconciled", extra={"job_id": job.job_id})
+            report.errors.append(job.job_id)
+    count("ReconcileChecked", report.checked)
+    count("ReconcileFinished", len(report.finished))
+    count("ReconcileErrors", len(report.errors))
+    logger.info("reconciled", extra=report.as_dict())
+    return report
+
+
+@logger.inject_lambda_context(clear_state=True, correlation_id_path="id")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def reconcile(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    report = reconcile_jobs()
+    if report.errors:
+        raise ReconcileIncompleteError(f"{len(report.errors)} of {report.checked} jobs not reconciled")
+    return report.as_dict()

@@ -1,0 +1,71 @@
+"""The one place boto3 clients are built: one session, one retry config, cached per process.
+
+botocore's ``standard`` retry mode retries throttling and transient errors with exponential
+backoff and full jitter. boto3 reads ``AWS_ENDPOINT_URL`` (and ``AWS_ENDPOINT_URL_<SERVICE>``)
+itself, which is how the emulated AWS on loopback is reached; nothing here knows about it.
+Lambda code calls these at module level, so the clients are made once per cold start.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from jobstate.settings import Settings
+
+_lock = threading.Lock()
+_session: boto3.session.Session | None = None
+_clients: dict[tuple[str, int], Any] = {}
+_resources: dict[tuple[str, int], Any] = {}
+
+
+def retry_config(settings: Settings | None = None) -> Config:
+    """The botocore config every client of the service uses."""
+    settings = settings or Settings()
+    # total_max_attempts counts the first call too (botocore's ``max_attempts`` would add one).
+    return Config(retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts})
+
+
+def session() -> boto3.session.Session:
+    """The process's boto3 session (one loader, so service models are read once)."""
+    global _session
+    with _lock:
+        if _session is None:
+            _session = boto3.session.Session()
+        return _session
+
+
+def client(service: str, settings: Settings | None = None) -> Any:
+    """A low-level client for ``service``, made once per process (clients are thread-safe)."""
+    settings = settings or Settings()
+    key = (service, settings.aws_max_attempts)
+    found = _clients.get(key)
+    if found is None:
+        made = session().client(service, config=retry_config(settings))
+        with _lock:
+            found = _clients.setdefault(key, made)
+    return found
+
+
+def resource(service: str, settings: Settings | None = None) -> Any:
+    """A boto3 resource for ``service``, made once per process (resources are not thread-safe)."""
+    settings = settings or Settings()
+    key = (service, settings.aws_max_attempts)
+    found = _resources.get(key)
+    if found is None:
+        made = session().resource(service, config=retry_config(settings))
+        with _lock:
+            found = _resources.setdefault(key, made)
+    return found
+
+
+def reset_clients() -> None:
+    """Forget the session and every cached client (tests switch credentials and mocks)."""
+    global _session
+    with _lock:
+        _session = None
+        _clients.clear()
+        _resources.clear()

@@ -1,0 +1,186 @@
+"""Stage `export`: the final mesh in the capture's WORLD frame, a preview image and the job report.
+
+Reads ``work/mesh/mesh.ply`` (box frame), ``work/preprocess/scene.npz`` and every
+``work/<stage>/stage.json``; writes ``output/model.glb``, ``model.obj``, ``model.ply``,
+``preview.png`` and ``report.json``. The held-out figures render the mesh into the views the
+preprocess stage kept out of fitting: mask IoU, and PSNR over the union of the rendered and the
+captured silhouettes (both composited on black, unlit vertex colours against the photograph).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import trimesh
+from PIL import Image
+
+from gpu_container.engine.context import StageContext, Stopwatch
+from gpu_container.engine.mesh import MESH_FILE, write_stage_json
+from gpu_container.engine.mesh import STAGE as MESH_STAGE
+from gpu_container.engine.render import RayCaster, render, scene_camera, shaded_rgba
+from gpu_container.engine.scene import Scene
+
+STAGE = "export"
+MODEL_FILES = ("model.glb", "model.obj", "model.ply")
+PREVIEW_FILE = "preview.png"
+REPORT_FILE = "report.json"
+# Grid volumes whose resolution the report names: (stage, file, array).
+GRID_FILES = (("hull", "hull.npz", "occupancy"), ("reconstruct", "field.npz", "sdf"))
+
+
+@dataclass(frozen=True)
+class ExportParams:
+    preview_width: int  # pixels; the preview uses the first held-out camera (else view 0) at this width
+    preview_ambient: float = 0.35  # share of the preview's light that does not depend on the normal
+    mask_threshold: int = 128  # a captured mask pixel is object from this value up
+    psnr_cap: float = 100.0  # dB reported for a pixel-perfect view (the MSE is zero)
+
+
+_PRESETS = {
+    "draft": ExportParams(preview_width=256),
+    "standard": ExportParams(preview_width=512),
+    "high": ExportParams(preview_width=1024),
+}
+
+
+def params_for(preset: str) -> ExportParams:
+    try:
+        return _PRESETS[preset]
+    except KeyError:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(_PRESETS)}") from None
+
+
+def vertex_colors(mesh: trimesh.Trimesh) -> np.ndarray:
+    """(V, 3) float [0, 1] vertex colours of ``mesh`` (mid grey when it carries none)."""
+    if mesh.visual.kind == "vertex":
+        return np.asarray(mesh.visual.vertex_colors[:, :3], dtype=np.float64) / 255.0
+    return np.full((len(mesh.vertices), 3), 0.5)
+
+
+def psnr(rendered: np.ndarray, captured: np.ndarray, region: np.ndarray, cap: float) -> float:
+    """PSNR (dB) of ``rendered`` against ``captured`` ((H, W, 3) float [0, 1]) over ``region (H, W)``."""
+    if not region.any():
+        return cap
+    mse = float(np.mean((rendered[region] - captured[region]) ** 2))
+    return cap if mse <= 10.0 ** (-cap / 10.0) else float(-10.0 * np.log10(mse))
+
+
+def holdout_figures(mesh: trimesh.Trimesh, scene: Scene, params: ExportParams) -> dict:
+    """Mask IoU and PSNR of the box-frame ``mesh`` rendered into each held-out view, and their means."""
+    caster = RayCaster(mesh.vertices, mesh.faces)
+    colors = vertex_colors(mesh)
+    per_view = []
+    for view in scene.holdout:
+        rendered = render(caster, colors, scene_camera(scene, int(view)))
+        captured_mask = scene.masks[view] >= params.mask_threshold
+        union = rendered.mask | captured_mask
+        intersection = rendered.mask & captured_mask
+        captured = scene.images[view].astype(np.float64) / 255.0 * captured_mask[..., None]
+        per_view.append(
+            {
+                "view": scene.names[view],
+                "mask_iou": float(intersection.sum() / union.sum()) if union.any() else 1.0,
+                "psnr": psnr(rendered.color, captured, union, params.psnr_cap),
+            }
+        )
+    return {
+        "views": len(per_view),
+        "mask_iou": float(np.mean([v["mask_iou"] for v in per_view])) if per_view else None,
+        "psnr": float(np.mean([v["psnr"] for v in per_view])) if per_view else None,
+        "psnr_region": "union of rendered and captured silhouettes, on black",
+        "per_view": per_view,
+    }
+
+
+def preview(mesh: trimesh.Trimesh, scene: Scene, params: ExportParams) -> np.ndarray:
+    """(H, W, 4) uint8 shaded, coloured render of the box-frame ``mesh`` from a capture camera."""
+    view = int(scene.holdout[0]) if len(scene.holdout) else 0
+    camera = scene_camera(scene, view).resized(params.preview_width)
+    rendered = render(RayCaster(mesh.vertices, mesh.faces), vertex_colors(mesh), camera)
+    return shaded_rgba(rendered, params.preview_ambient)
+
+
+def stage_records(work_dir: Path) -> dict[str, dict]:
+    """Every earlier ``work/<stage>/stage.json``, in the order the stages ran (file times)."""
+    paths = sorted(work_dir.glob("*/stage.json"), key=lambda path: path.stat().st_mtime_ns)
+    return {path.parent.name: json.loads(path.read_text()) for path in paths if path.parent.name != STAGE}
+
+
+def grid_sizes(work_dir: Path) -> dict[str, int]:
+    sizes = {}
+    for stage, name, array in GRID_FILES:
+        path = work_dir / stage / name
+        if path.exists():
+            with np.load(path) as volume:
+                sizes[stage] = int(volume["resolution"]) if "resolution" in volume else volume[array].shape[0]
+    return sizes
+
+
+def write_models(world_mesh: trimesh.Trimesh, output_dir: Path) -> list[str]:
+    for name in MODEL_FILES:
+        world_mesh.export(output_dir / name)
+    return list(MODEL_FILES)
+
+
+def run(ctx: StageContext) -> dict:
+    clock = Stopwatch()
+    params = params_for(ctx.preset)
+    work_dir = ctx.job_dir / "work"
+    box_mesh = trimesh.load(work_dir / MESH_STAGE / MESH_FILE, process=False, force="mesh")
+    scene = Scene.load(work_dir / "preprocess")
+    output_dir = ctx.output_dir
+
+    ctx.on_progress(0.0, "writing models")
+    world_mesh = box_mesh.copy().apply_transform(scene.box_to_world)
+    outputs = write_models(world_mesh, output_dir)
+    ctx.check_stop()
+    ctx.on_progress(0.3, "rendering preview")
+    Image.fromarray(preview(box_mesh, scene, params)).save(output_dir / PREVIEW_FILE)
+    outputs.append(PREVIEW_FILE)
+    ctx.check_stop()
+    ctx.on_progress(0.6, "scoring held-out views")
+    holdout = holdout_figures(box_mesh, scene, params)
+
+    records = stage_records(work_dir)
+    seconds = {stage: record.get("seconds") for stage, record in records.items()}
+    seconds[STAGE] = round(clock.seconds, 3)
+    seconds["total"] = round(sum(value for value in seconds.values() if value is not None), 3)
+    mesh_record = records.get(MESH_STAGE, {})
+    report = {
+        "preset": ctx.preset,
+        "device": str(ctx.device),
+        "seed": ctx.seed,
+        "seconds": seconds,
+        "grid": grid_sizes(work_dir),
+        "faces": {
+            **{key: value for key, value in mesh_record.items() if key.startswith("faces_")},
+            "final": len(world_mesh.faces),
+        },
+        "vertices": len(world_mesh.vertices),
+        "views": {
+            "total": scene.num_views,
+            "training": len(scene.training_views),
+            "held_out": len(scene.holdout),
+        },
+        "image_size": list(scene.image_size),
+        "holdout": holdout,
+        "bounds_world": np.asarray(world_mesh.bounds).tolist(),
+        "outputs": [*outputs, REPORT_FILE],
+        "stages": records,
+    }
+    (output_dir / REPORT_FILE).write_text(json.dumps(report, indent=2))
+    figures = {
+        "stage": STAGE,
+        "seconds": seconds[STAGE],
+        "device": str(ctx.device),
+        "mask_iou": holdout["mask_iou"],
+        "psnr": holdout["psnr"],
+        "outputs": report["outputs"],
+        "params": asdict(params),
+    }
+    write_stage_json(ctx.work_dir(STAGE), figures)
+    ctx.on_progress(1.0, "done")
+    return figures

@@ -1,0 +1,83 @@
+"""Reconstruction quality against a ground-truth mesh (DESIGN.md, "Quality figures").
+
+Both meshes are put in the frame where the ground truth's bounding box is centred with longest side
+1; each is sampled by area; Chamfer-L1 = (mean distance result->GT + mean distance GT->result) / 2;
+F@tau = harmonic mean of precision (result points within tau of GT) and recall (GT points within tau
+of the result), tau a fraction of the longest side; normal consistency = mean |n . n'| to the
+nearest point, both ways.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import trimesh
+from scipy.spatial import cKDTree
+
+
+@dataclass(frozen=True)
+class QualityParams:
+    samples: int = 200_000  # area-weighted points per mesh
+    thresholds: tuple[float, ...] = (0.005, 0.01, 0.02)  # F-score distances, fraction of the longest side
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Quality:
+    chamfer_l1: float
+    fscore: dict[float, float]  # tau -> F
+    precision: dict[float, float]
+    recall: dict[float, float]
+    normal_consistency: float
+
+    def as_dict(self) -> dict:
+        """JSON-friendly: F-scores keyed ``f@0.5%`` etc."""
+        figures: dict = {"chamfer_l1": self.chamfer_l1, "normal_consistency": self.normal_consistency}
+        for tau, value in self.fscore.items():
+            figures[f"f@{tau * 100:g}%"] = value
+        return figures
+
+
+def normalisation(reference: trimesh.Trimesh) -> np.ndarray:
+    """(4, 4) transform putting ``reference``'s bounding box at the origin with longest side 1."""
+    low, high = reference.bounds
+    transform = np.eye(4)
+    scale = 1.0 / float(np.max(high - low))
+    transform[:3, :3] *= scale
+    transform[:3, 3] = -scale * (low + high) / 2.0
+    return transform
+
+
+def sample_surface(mesh: trimesh.Trimesh, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``points (count, 3)`` sampled uniformly by area and their face normals ``(count, 3)``."""
+    points, face_index = trimesh.sample.sample_surface(mesh, count, seed=seed)
+    return np.asarray(points), np.asarray(mesh.face_normals[face_index])
+
+
+def compare(result: trimesh.Trimesh, ground_truth: trimesh.Trimesh, params: QualityParams) -> Quality:
+    """Quality figures of ``result`` against ``ground_truth`` (both in the same frame)."""
+    transform = normalisation(ground_truth)
+    result_points, result_normals = sample_surface(
+        result.copy().apply_transform(transform), params.samples, params.seed
+    )
+    truth_points, truth_normals = sample_surface(
+        ground_truth.copy().apply_transform(transform), params.samples, params.seed
+    )
+    to_truth, nearest_truth = cKDTree(truth_points).query(result_points, workers=-1)
+    to_result, nearest_result = cKDTree(result_points).query(truth_points, workers=-1)
+    fscore, precision, recall = {}, {}, {}
+    for tau in params.thresholds:
+        precision[tau] = float(np.mean(to_truth < tau))
+        recall[tau] = float(np.mean(to_result < tau))
+        total = precision[tau] + recall[tau]
+        fscore[tau] = 2.0 * precision[tau] * recall[tau] / total if total > 0 else 0.0
+    consistency_forward = np.abs(np.sum(result_normals * truth_normals[nearest_truth], axis=1))
+    consistency_backward = np.abs(np.sum(truth_normals * result_normals[nearest_result], axis=1))
+    return Quality(
+        chamfer_l1=float((to_truth.mean() + to_result.mean()) / 2.0),
+        fscore=fscore,
+        precision=precision,
+        recall=recall,
+        normal_consistency=float((consistency_forward.mean() + consistency_backward.mean()) / 2.0),
+    )

@@ -1,0 +1,445 @@
+"""Stage 4: refine the hull against the photographs where silhouettes cannot see (concavities).
+
+The shape is a signed-distance grid (box units, negative inside) initialised from the visual
+hull's distance transform; the colour a grid of logits beside it. Both are fitted by
+differentiable volume rendering (``volume_render``: NeuS's unbiased opacity from the SDF with a
+scheduled surface width, trilinear look-ups, samples only in a window around the current surface
+inside the hull's bounds) against the training views:
+
+- photometric: L1 between rendered and observed colour, on pixels inside the (eroded) mask only,
+  since the background of the photographs is undefined;
+- mask: binary cross-entropy between accumulated opacity and the silhouette;
+- eikonal: (|grad f| - 1)^2 by central differences at the ray samples, keeps f a distance;
+- smoothness: squared second differences of f at the same points (a discrete Laplacian).
+
+Coarse to fine: each level of ``resolutions`` upsamples the previous grids trilinearly and runs
+its own iterations with a fresh optimiser. Deterministic for a seed on the CPU (a seeded CPU
+generator draws the rays; no nondeterministic CPU op is used).
+
+Writes ``work/reconstruct/field.npz`` (``sdf`` (R, R, R) float32, ``color`` (R, R, R, 3) float32 in
+[0, 1], ``resolution``) and ``stage.json`` (iterations, final losses, held-out mask IoU and PSNR).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gpu_container.engine import grids, hull
+from gpu_container.engine.cameras import batched_pixel_rays
+from gpu_container.engine.context import CaptureError, StageContext, Stopwatch
+from gpu_container.engine.scene import Scene
+from gpu_container.engine.volume_render import RaySampling, ray_box, render_rays
+
+STAGE = "reconstruct"
+FIELD_FILE = "field.npz"
+
+
+@dataclass(frozen=True)
+class ReconstructParams:
+    resolutions: tuple[int, ...]  # SDF and colour grid points per axis, one entry per level
+    iterations: tuple[int, ...]  # optimiser steps per level
+    rays_per_batch: int
+    window_samples: int = 24  # samples per ray across the window around the surface
+    window_half_voxels: float = 4.0  # half width of that window, in voxels of the level
+    search_step_voxels: float = 1.0  # spacing of the surface search along each ray, in voxels
+    width_start_voxels: float = 1.5  # surface softness (logistic scale) at a level's start, voxels
+    width_end_voxels: float = 0.3  # ... and at its end (geometric schedule)
+    lr_sdf_voxels: float = 0.1  # Adam step on the SDF grid, in voxels of the level
+    lr_colour: float = 0.05  # Adam step on the colour logits
+    lr_final_fraction: float = 0.2  # learning rates decay geometrically to this fraction per level
+    weight_rgb: float = 1.0
+    weight_mask: float = 0.1
+    weight_eikonal: float = 0.05
+    weight_smooth: float = 0.01
+    regulariser_points: int = 4096  # ray samples drawn for the eikonal and smoothness terms
+    mask_margin_pixels: int = 3  # rays are drawn from the silhouettes dilated by this much
+    rgb_erode_pixels: int = 1  # colour is supervised inside the silhouettes eroded by this much
+    bounds_margin_voxels: float = 3.0  # rays are sampled inside the hull's box grown by this much
+    background: tuple[float, float, float] = (0.5, 0.5, 0.5)  # composited behind partial opacity
+    eval_max_side: int = 96  # held-out views are rendered at most this many pixels on a side
+    eval_chunk_rays: int = 8192
+    progress_seconds: float = 0.5  # at most one progress report per this many seconds
+
+    def __post_init__(self) -> None:
+        if len(self.resolutions) != len(self.iterations) or not self.resolutions:
+            raise ValueError("resolutions and iterations need one entry per level")
+
+
+PRESET_PARAMS = {
+    "draft": ReconstructParams(resolutions=(48, 96), iterations=(150, 150), rays_per_batch=1024),
+    "standard": ReconstructParams(resolutions=(96, 192), iterations=(600, 900), rays_per_batch=4096),
+    "high": ReconstructParams(resolutions=(128, 256, 384), iterations=(800, 1200, 1200), rays_per_batch=8192),
+}
+
+
+def params_for(preset: str) -> ReconstructParams:
+    if preset not in PRESET_PARAMS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESET_PARAMS)}")
+    return PRESET_PARAMS[preset]
+
+
+@dataclass
+class Field:
+    sdf: np.ndarray  # (R, R, R) float32, box units, negative inside
+    color: np.ndarray  # (R, R, R, 3) float32 in [0, 1]
+
+    @property
+    def resolution(self) -> int:
+        return int(self.sdf.shape[0])
+
+
+class Views:
+    """The training photographs on the device, and rays drawn from them."""
+
+    def __init__(self, scene: Scene, views: np.ndarray, params: ReconstructParams, device: torch.device):
+        self.height, self.width = scene.image_size
+        self.images = torch.from_numpy(scene.images[views]).to(device)  # (N, H, W, 3) uint8
+        masks = torch.from_numpy(scene.masks[views]).to(device=device, dtype=torch.float32) / 255.0
+        self.masks = masks  # (N, H, W) float in [0, 1]
+        self.rgb_masks = _erode(masks > 0.5, params.rgb_erode_pixels)  # (N, H, W) bool
+        dtype = torch.float32
+        self.cam_to_box = torch.from_numpy(scene.cam_to_box[views]).to(device=device, dtype=dtype)
+        self.intrinsics = torch.from_numpy(scene.intrinsics[views]).to(device=device, dtype=dtype)
+        self.intrinsics_inverse = torch.linalg.inv(self.intrinsics)
+        candidates = _dilate(masks > 0.5, params.mask_margin_pixels)
+        self.candidates = torch.nonzero(candidates.reshape(-1))[:, 0]  # (C,) flat pixel indices
+        self.device = device
+
+    def rays(self, flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Origins, directions, observed colour (M, 3), mask value (M,), colour-supervised flag (M,)."""
+        pixels = self.height * self.width
+        view = flat // pixels
+        row = (flat % pixels) // self.width
+        col = flat % self.width
+        uv = torch.stack([col, row], dim=1).to(torch.float32) + 0.5
+        origins, dirs = batched_pixel_rays(
+            self.cam_to_box, self.intrinsics, view, uv, self.intrinsics_inverse
+        )
+        colour = self.images[view, row, col].to(torch.float32) / 255.0
+        return origins, dirs, colour, self.masks[view, row, col], self.rgb_masks[view, row, col]
+
+    def draw(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """(count,) flat pixel indices, drawn uniformly from the candidate pixels."""
+        picks = torch.randint(len(self.candidates), (count,), generator=generator)
+        return self.candidates[picks.to(self.device)]
+
+
+def _dilate(masks: torch.Tensor, pixels: int) -> torch.Tensor:
+    if pixels <= 0:
+        return masks
+    size = 2 * pixels + 1
+    return F.max_pool2d(masks[:, None].float(), size, stride=1, padding=pixels)[:, 0] > 0
+
+
+def _erode(masks: torch.Tensor, pixels: int) -> torch.Tensor:
+    return ~_dilate(~masks, pixels)
+
+
+class FieldModel:
+    """The grids being fitted, with their optimiser.
+
+    One tensor ``field`` (4, R, R, R) in ``grids.to_zyx`` layout holds the SDF (channel 0, box units)
+    and the colour logits divided by ``colour_scale`` (channels 1-3), so that one trilinear look-up
+    serves both and one Adam step moves the SDF by about ``lr_sdf`` and the logits by ``lr_colour``.
+    """
+
+    def __init__(self, sdf: torch.Tensor, colour_logits: torch.Tensor, params: ReconstructParams):
+        """``sdf`` (1, R, R, R) and ``colour_logits`` (3, R, R, R), both in ``to_zyx`` layout."""
+        self.resolution = int(sdf.shape[-1])
+        self.voxel = grids.voxel_size(self.resolution)
+        self.lr_sdf = params.lr_sdf_voxels * self.voxel
+        self.colour_scale = params.lr_colour / self.lr_sdf
+        stacked = torch.cat([sdf, colour_logits / self.colour_scale]).contiguous()
+        self.field = stacked.detach().requires_grad_(True)
+        fused = {"fused": True} if self.field.device.type in ("cpu", "cuda") else {}
+        self.optimiser = torch.optim.Adam([self.field], lr=self.lr_sdf, betas=(0.9, 0.99), **fused)
+
+    @property
+    def sdf(self) -> torch.Tensor:
+        return self.field[:1]
+
+    @property
+    def colour_logits(self) -> torch.Tensor:
+        return self.field[1:] * self.colour_scale
+
+    def lookup(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """SDF (P,) and colour (P, 3) in [0, 1] at points (P, 3)."""
+        values = grids.sample_zyx(self.field, points)
+        return values[:, 0], torch.sigmoid(values[:, 1:] * self.colour_scale)
+
+    def sdf_lookup(self, points: torch.Tensor) -> torch.Tensor:
+        return grids.sample_zyx(self.sdf, points)[:, 0]
+
+    def set_progress(self, fraction: float, params: ReconstructParams) -> float:
+        """Apply the schedules for a point ``fraction`` in [0, 1] of this level; returns the surface width."""
+        for group in self.optimiser.param_groups:
+            group["lr"] = self.lr_sdf * params.lr_final_fraction**fraction
+        ratio = params.width_end_voxels / params.width_start_voxels
+        return params.width_start_voxels * ratio**fraction * self.voxel
+
+    def upsampled(self, resolution: int, params: ReconstructParams) -> FieldModel:
+        with torch.no_grad():
+            return FieldModel(
+                grids.resample(self.sdf, resolution), grids.resample(self.colour_logits, resolution), params
+            )
+
+
+def regularisers(model: FieldModel, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eikonal and smoothness losses at points (P, 3) from central differences one voxel apart."""
+    step = model.voxel
+    offsets = torch.cat([torch.zeros(1, 3), torch.eye(3) * step, -torch.eye(3) * step]).to(points)
+    probes = (points[:, None] + offsets).reshape(-1, 3)  # (P * 7, 3)
+    values = model.sdf_lookup(probes).reshape(-1, 7)
+    centre, plus, minus = values[:, :1], values[:, 1:4], values[:, 4:7]
+    gradient = (plus - minus) / (2.0 * step)
+    eikonal = ((gradient.norm(dim=1) - 1.0) ** 2).mean()
+    second = (plus + minus - 2.0 * centre) / step  # dimensionless curvature per axis
+    smooth = (second**2).sum(dim=1).mean()
+    return eikonal, smooth
+
+
+class Bounds:
+    """Where rays are sampled: the hull's box grown by a margin (box units)."""
+
+    def __init__(self, inside: np.ndarray, margin: float, device: torch.device):
+        lower, upper = grids.bounds_of(inside, margin)
+        self.lower = torch.tensor(lower, dtype=torch.float32, device=device)
+        self.upper = torch.tensor(upper, dtype=torch.float32, device=device)
+        self.diagonal = float(np.linalg.norm(upper - lower))
+
+    def clip(self, origins: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return ray_box(origins, dirs, self.lower, self.upper)
+
+
+def _render(
+    model: FieldModel,
+    bounds: Bounds,
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    width: float,
+    params: ReconstructParams,
+    jitter: torch.Tensor | None,
+):
+    near, far = bounds.clip(origins, dirs)
+    sampling = RaySampling(
+        search_samples=max(8, math.ceil(bounds.diagonal / (params.search_step_voxels * model.voxel))),
+        window_half_width=params.window_half_voxels * model.voxel,
+        window_samples=params.window_samples,
+    )
+    background = torch.tensor(params.background, device=origins.device)
+    return render_rays(
+        model.lookup, model.sdf_lookup, origins, dirs, near, far, sampling, width, background, jitter
+    )
+
+
+def _initial_field(
+    occupancy: np.ndarray, level: float, resolution: int, device: torch.device
+) -> torch.Tensor:
+    """(1, R, R, R) SDF from the hull occupancy resampled onto the first level's grid."""
+    volume = torch.from_numpy(occupancy)[None].to(torch.float32)
+    inside = grids.resample(volume, resolution)[0].numpy() >= level
+    return grids.to_zyx(torch.from_numpy(grids.signed_distance(inside))[None]).contiguous().to(device)
+
+
+def fit(
+    scene: Scene,
+    occupancy: np.ndarray,
+    level: float,
+    params: ReconstructParams,
+    device: torch.device,
+    seed: int,
+    ctx: StageContext | None = None,
+) -> tuple[FieldModel, dict]:
+    """Fit the SDF and colour grids to the scene's training views; returns the model and final losses."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    views = Views(scene, scene.training_views, params, device)
+    hull_inside = occupancy >= level
+    resolution = params.resolutions[0]
+    model = FieldModel(
+        _initial_field(occupancy, level, resolution, device),
+        torch.zeros(3, resolution, resolution, resolution, device=device),
+        params,
+    )
+    total = sum(params.iterations)
+    done = 0
+    losses: dict[str, float] = {}
+    last_report = 0.0
+    for level_index, (resolution, iterations) in enumerate(
+        zip(params.resolutions, params.iterations, strict=True)
+    ):
+        if level_index > 0:
+            model = model.upsampled(resolution, params)
+        bounds = Bounds(hull_inside, params.bounds_margin_voxels * model.voxel, device)
+        for step in range(iterations):
+            if ctx is not None:
+                ctx.check_stop()
+            width = model.set_progress(step / max(iterations - 1, 1), params)
+            flat = views.draw(params.rays_per_batch, generator)
+            origins, dirs, colour, mask, rgb_mask = views.rays(flat)
+            jitter = torch.rand(len(flat), generator=generator).to(device) - 0.5
+            rendered = _render(model, bounds, origins, dirs, width, params, jitter)
+            rgb_error = (rendered.rgb - colour).abs().sum(dim=1)
+            rgb_loss = (rgb_error * rgb_mask).sum() / rgb_mask.sum().clamp(min=1)
+            opacity = rendered.opacity.clamp(1e-4, 1.0 - 1e-4)
+            mask_loss = F.binary_cross_entropy(opacity, mask)
+            samples = rendered.points.reshape(-1, 3)
+            chosen = torch.randint(len(samples), (params.regulariser_points,), generator=generator)
+            eikonal, smooth = regularisers(model, samples[chosen.to(device)].detach())
+            loss = (
+                params.weight_rgb * rgb_loss
+                + params.weight_mask * mask_loss
+                + params.weight_eikonal * eikonal
+                + params.weight_smooth * smooth
+            )
+            model.optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            model.optimiser.step()
+            done += 1
+            now = time.monotonic()
+            if ctx is not None and now - last_report >= params.progress_seconds:
+                last_report = now
+                ctx.on_progress(done / total, f"fitting {resolution}^3, step {done}/{total}")
+        losses = {
+            "rgb": float(rgb_loss.detach()),
+            "mask": float(mask_loss.detach()),
+            "eikonal": float(eikonal.detach()),
+            "smooth": float(smooth.detach()),
+            "total": float(loss.detach()),
+        }
+    return model, losses
+
+
+@torch.no_grad()
+def render_view(
+    model: FieldModel,
+    bounds: Bounds,
+    cam_to_box: torch.Tensor,
+    intrinsics: torch.Tensor,
+    height: int,
+    width: int,
+    stride: int,
+    params: ReconstructParams,
+    ctx: StageContext | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Colour (h, w, 3) and opacity (h, w) of one view at every ``stride``-th pixel centre."""
+    device = cam_to_box.device
+    rows = torch.arange(0, height, stride, device=device)
+    cols = torch.arange(0, width, stride, device=device)
+    grid_rows, grid_cols = torch.meshgrid(rows, cols, indexing="ij")
+    uv = torch.stack([grid_cols.reshape(-1), grid_rows.reshape(-1)], dim=1).to(torch.float32) + 0.5
+    view = torch.zeros(len(uv), dtype=torch.long, device=device)
+    origins, dirs = batched_pixel_rays(cam_to_box[None], intrinsics[None], view, uv)
+    surface_width = params.width_end_voxels * model.voxel
+    colours, opacities = [], []
+    for start in range(0, len(uv), params.eval_chunk_rays):
+        if ctx is not None:
+            ctx.check_stop()
+        part = slice(start, start + params.eval_chunk_rays)
+        rendered = _render(model, bounds, origins[part], dirs[part], surface_width, params, None)
+        colours.append(rendered.rgb)
+        opacities.append(rendered.opacity)
+    shape = (len(rows), len(cols))
+    return torch.cat(colours).reshape(*shape, 3), torch.cat(opacities).reshape(shape)
+
+
+def held_out_figures(
+    model: FieldModel,
+    scene: Scene,
+    hull_inside: np.ndarray,
+    params: ReconstructParams,
+    device: torch.device,
+    ctx: StageContext | None = None,
+) -> dict:
+    """Mask IoU and PSNR (inside the observed mask) of the fitted field on the held-out views."""
+    if len(scene.holdout) == 0:
+        return {}
+    height, width = scene.image_size
+    stride = max(1, math.ceil(max(height, width) / params.eval_max_side))
+    bounds = Bounds(hull_inside, params.bounds_margin_voxels * model.voxel, device)
+    intersections = unions = 0
+    squared_error = pixels = 0.0
+    for view in scene.holdout:
+        rgb, opacity = render_view(
+            model,
+            bounds,
+            torch.from_numpy(scene.cam_to_box[view]).to(device=device, dtype=torch.float32),
+            torch.from_numpy(scene.intrinsics[view]).to(device=device, dtype=torch.float32),
+            height,
+            width,
+            stride,
+            params,
+            ctx,
+        )
+        observed_mask = torch.from_numpy(scene.masks[view][::stride, ::stride] > 127).to(device)
+        observed = torch.from_numpy(scene.images[view][::stride, ::stride]).to(device).float() / 255.0
+        predicted_mask = opacity > 0.5
+        intersections += int((predicted_mask & observed_mask).sum())
+        unions += int((predicted_mask | observed_mask).sum())
+        squared_error += float(((rgb - observed) ** 2)[observed_mask].sum())
+        pixels += float(observed_mask.sum()) * 3
+    mse = squared_error / max(pixels, 1.0)
+    return {
+        "holdout_views": len(scene.holdout),
+        "holdout_mask_iou": intersections / max(unions, 1),
+        "holdout_psnr": -10.0 * math.log10(max(mse, 1e-10)),
+        "holdout_stride": stride,
+    }
+
+
+def to_field(model: FieldModel) -> Field:
+    with torch.no_grad():
+        sdf = grids.to_zyx(model.sdf)[0].cpu().numpy().astype(np.float32)
+        colour = torch.sigmoid(grids.to_zyx(model.colour_logits)).permute(1, 2, 3, 0)
+        colour = colour.cpu().numpy().astype(np.float32)
+    return Field(sdf=sdf, color=colour)
+
+
+def load(job_dir: Path) -> Field:
+    with np.load(job_dir / "work" / STAGE / FIELD_FILE) as data:
+        return Field(sdf=data["sdf"], color=data["color"])
+
+
+def run(ctx: StageContext) -> dict:
+    params = params_for(ctx.preset)
+    watch = Stopwatch()
+    scene_folder = ctx.job_dir / "work" / "preprocess"
+    hull_file = ctx.job_dir / "work" / hull.STAGE / hull.HULL_FILE
+    for needed in (scene_folder / "scene.npz", hull_file):
+        if not needed.is_file():
+            raise CaptureError("missing_input", f"{needed} not found: run the earlier stages first")
+    scene = Scene.load(scene_folder)
+    carved = hull.load(ctx.job_dir)
+    ctx.on_progress(0.0, "fitting the surface to the photographs")
+    model, losses = fit(scene, carved.occupancy, carved.level, params, ctx.device, ctx.seed, ctx)
+    fit_seconds = watch.seconds
+    figures = held_out_figures(model, scene, carved.inside, params, ctx.device, ctx)
+    field = to_field(model)
+    ctx.check_stop()
+    result = {
+        "stage": STAGE,
+        "seconds": round(watch.seconds, 3),
+        "fit_seconds": round(fit_seconds, 3),
+        "device": str(ctx.device),
+        "resolution": field.resolution,
+        "iterations": sum(params.iterations),
+        "rays_per_batch": params.rays_per_batch,
+        "final_losses": losses,
+        **figures,
+        "params": asdict(params),
+    }
+    folder = ctx.work_dir(STAGE)
+    np.savez_compressed(
+        folder / FIELD_FILE, sdf=field.sdf, color=field.color, resolution=np.int64(field.resolution)
+    )
+    (folder / "stage.json").write_text(json.dumps(result, indent=2))
+    ctx.on_progress(1.0, "surface fitted")
+    return result

@@ -1,0 +1,7 @@
+"""The local stack: the whole pipeline on one machine, on moto, with no AWS account and no Docker.
+
+``stack.LocalStack`` deploys ``template.yaml`` into a moto server and wires the pieces moto does
+not run by itself: Batch jobs as local processes (``executor``), Lambda functions as in-process
+calls (``lambdas``), event deliveries to them (``notifications``, ``status_events``,
+``schedule``) and the HTTP API (``http_api``).
+"""

@@ -1,0 +1,189 @@
+"""Deploy the SAM template into moto: the same ``template.yaml`` that goes to AWS, not a re-description.
+
+The steps are the ones ``sam package`` + ``sam deploy`` take, against the emulated AWS:
+
+1. ``package``: every local ``CodeUri`` becomes ``s3://{code bucket}/{name}.zip`` (the handlers run
+   in this process, so the uploaded archive is only a marker; moto needs the object to exist);
+2. ``to_cloudformation``: aws-sam-translator's ``transform`` (a managed-policy map from moto's own
+   copy of the AWS managed policies, so no IAM call is made);
+3. ``create_stack`` on moto's CloudFormation, with values for the parameters that have no default
+   (moto's default VPC, subnet and security group for the network ones);
+4. ``apply_unsupported_properties``: the bucket properties moto's CloudFormation ignores
+   (versioning; the EventBridge switch of the notification configuration) are applied with the
+   S3 API from the template's own values.
+
+The state machine's ``DefinitionSubstitutions`` are filled by ``reconflow.local.template``; moto's
+CloudFormation does not apply them.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+SAM_TRANSFORM = "AWS::Serverless-2016-10-31"
+CODE_BUCKET = "reconflow-local-code"
+NETWORK_PARAMETER_TYPES = {
+    "AWS::EC2::VPC::Id": "vpc",
+    "AWS::EC2::Subnet::Id": "subnet",
+    "List<AWS::EC2::Subnet::Id>": "subnet",
+    "AWS::EC2::SecurityGroup::Id": "security_group",
+    "List<AWS::EC2::SecurityGroup::Id>": "security_group",
+}
+FUNCTION_TYPES = ("AWS::Serverless::Function",)
+
+
+@dataclass
+class Deployment:
+    """What the deployed stack holds: physical ids by logical id, types, and the CloudFormation body."""
+
+    stack_name: str
+    physical_ids: dict[str, str]
+    resource_types: dict[str, str]
+    cfn_template: dict[str, Any]
+    parameters: dict[str, str]
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def of_type(self, resource_type: str) -> dict[str, str]:
+        """``{logical id: physical id}`` of every deployed resource of ``resource_type``."""
+        return {
+            logical: self.physical_ids[logical]
+            for logical, kind in self.resource_types.items()
+            if kind == resource_type and logical in self.physical_ids
+        }
+
+    def properties(self, logical_id: str) -> dict[str, Any]:
+        return self.cfn_template["Resources"][logical_id].get("Properties", {})
+
+
+def managed_policy_map() -> dict[str, str]:
+    """AWS managed policy name -> ARN, from the copy moto ships (what samtranslator asks IAM for)."""
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+    policies = json.loads(aws_managed_policies_data)
+    return {name: f"arn:aws:iam::aws:policy{data['Path']}{name}" for name, data in policies.items()}
+
+
+class _PolicyLoader:
+    def load(self) -> dict[str, str]:
+        return managed_policy_map()
+
+
+def package(sam_template: dict[str, Any], s3: Any, code_bucket: str = CODE_BUCKET) -> dict[str, Any]:
+    """A copy of the template with local ``CodeUri``s pointing at uploaded archives (``sam package``)."""
+    packaged = copy.deepcopy(sam_template)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("LOCAL_STACK.txt", "The local stack runs the handlers from the source tree.\n")
+    s3.create_bucket(Bucket=code_bucket)
+    places = [packaged.get("Globals", {}).get("Function", {})]
+    places += [
+        resource.get("Properties", {})
+        for resource in packaged.get("Resources", {}).values()
+        if resource.get("Type") in FUNCTION_TYPES
+    ]
+    for properties in places:
+        code_uri = properties.get("CodeUri")
+        if isinstance(code_uri, str) and not code_uri.startswith("s3://"):
+            key = code_uri.strip("/").replace("/", "-") or "root"
+            s3.put_object(Bucket=code_bucket, Key=f"{key}.zip", Body=archive.getvalue())
+            properties["CodeUri"] = f"s3://{code_bucket}/{key}.zip"
+    return packaged
+
+
+def to_cloudformation(sam_template: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
+    """The CloudFormation that ``sam deploy`` would submit (plain templates pass through)."""
+    transforms = sam_template.get("Transform")
+    names = transforms if isinstance(transforms, list) else [transforms]
+    if SAM_TRANSFORM not in names:
+        return copy.deepcopy(sam_template)
+    from samtranslator.translator.transform import transform
+
+    return transform(copy.deepcopy(sam_template), dict(parameters), _PolicyLoader())
+
+
+def default_network(ec2: Any) -> dict[str, str]:
+    """moto's default VPC, one of its subnets and its default security group."""
+    vpc = next(v for v in ec2.describe_vpcs()["Vpcs"] if v.get("IsDefault", True))["VpcId"]
+    subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][0]["SubnetId"]
+    groups = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["SecurityGroups"]
+    return {"vpc": vpc, "subnet": subnet, "security_group": groups[0]["GroupId"]}
+
+
+def parameter_values(
+    template: dict[str, Any], network: dict[str, str], overrides: dict[str, str] | None = None
+) -> dict[str, str]:
+    """A value for every parameter: the override, else the default, else moto's network or ``"local"``.
+
+    Defaults are passed explicitly because moto's CloudFormation splits list parameters and parses
+    numbers only for values passed in, not for defaults.
+    """
+    values: dict[str, str] = {}
+    for name, spec in template.get("Parameters", {}).items():
+        if overrides and name in overrides:
+            values[name] = overrides[name]
+        elif "Default" in spec:
+            default = spec["Default"]
+            values[name] = ",".join(map(str, default)) if isinstance(default, list) else str(default)
+        else:
+            kind = NETWORK_PARAMETER_TYPES.get(spec.get("Type", ""))
+            values[name] = network[kind] if kind else str((spec.get("AllowedValues") or ["local"])[0])
+    return values
+
+
+def create_stack(
+    cloudformation: Any, stack_name: str, cfn_template: dict[str, Any], parameters: dict[str, str]
+) -> Deployment:
+    """``create_stack`` and wait for it; raises with the failed resources if it does not complete."""
+    cloudformation.create_stack(
+        StackName=stack_name,
+        TemplateBody=json.dumps(cfn_template),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+    cloudformation.get_waiter("stack_create_complete").wait(
+        StackName=stack_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+    physical: dict[str, str] = {}
+    types: dict[str, str] = {}
+    paginator = cloudformation.get_paginator("list_stack_resources")
+    for page in paginator.paginate(StackName=stack_name):
+        for summary in page["StackResourceSummaries"]:
+            types[summary["LogicalResourceId"]] = summary["ResourceType"]
+            if summary.get("PhysicalResourceId"):
+                physical[summary["LogicalResourceId"]] = summary["PhysicalResourceId"]
+    outputs = {item["OutputKey"]: item.get("OutputValue", "") for item in stack.get("Outputs", [])}
+    return Deployment(stack_name, physical, types, cfn_template, parameters, outputs)
+
+
+def apply_unsupported_properties(deployment: Deployment, s3: Any) -> None:
+    """Bucket versioning and the EventBridge notification switch, as the template sets them."""
+    for logical, bucket in deployment.of_type("AWS::S3::Bucket").items():
+        properties = deployment.properties(logical)
+        versioning = properties.get("VersioningConfiguration")
+        if isinstance(versioning, dict) and versioning.get("Status"):
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": versioning["Status"]})
+        notification = properties.get("NotificationConfiguration", {})
+        if notification.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled") in (True, "true"):
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
+
+
+def put_state_machine(stepfunctions: Any, name: str, definition: str, role_arn: str) -> str:
+    """Create the state machine ``name`` with ``definition`` (or update it when it exists); its ARN."""
+    for page in stepfunctions.get_paginator("list_state_machines").paginate():
+        for machine in page["stateMachines"]:
+            if machine["name"] == name:
+                stepfunctions.update_state_machine(
+                    stateMachineArn=machine["stateMachineArn"], definition=definition, roleArn=role_arn
+                )
+                return machine["stateMachineArn"]
+    return stepfunctions.create_state_machine(name=name, definition=definition, roleArn=role_arn)[
+        "stateMachineArn"
+    ]

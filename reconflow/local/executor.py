@@ -1,0 +1,179 @@
+"""Runs Batch jobs for the local stack as local processes: the container, minus the container.
+
+moto's no-Docker Batch backend marks a submitted job finished at once. The local stack hands each
+submitted ``moto.batch.models.Job`` to ``ProcessExecutor.start`` instead, which runs the job
+definition's command (``Ref::`` parameters substituted, ``python`` meaning this interpreter) with
+the job definition's environment plus the overrides, ``AWS_BATCH_JOB_ID`` and the endpoint of the
+emulated AWS, then marks the job SUCCEEDED or FAILED from the exit code. ``TerminateJob`` (moto sets
+``job.stop``) and the attempt timeout kill the process, as Batch would stop the container.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+LOG = logging.getLogger(__name__)
+PYTHON_NAMES = frozenset({"python", "python3", "python3.11"})
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    # Seconds between two checks of the job's terminate flag while its process runs.
+    poll_interval_s: float = 0.1
+    # Seconds a terminated process gets between SIGTERM and SIGKILL.
+    kill_grace_s: float = 2.0
+    # Characters of the process's output kept as the job's status reason when it fails.
+    reason_tail_chars: int = 400
+
+
+@dataclass
+class JobRun:
+    """What happened to one Batch job: for tests and the benchmark."""
+
+    batch_job_id: str
+    command: list[str]
+    parameters: dict[str, str]
+    log_path: Path
+    started_at: float = field(default_factory=time.time)
+    ended_at: float | None = None
+    returncode: int | None = None
+    terminated: bool = False
+
+
+def substitute_parameters(command: list[str], parameters: Mapping[str, str]) -> list[str]:
+    """Batch's ``Ref::name`` substitution: each ``Ref::name`` in an argument becomes its value."""
+    result = []
+    for part in command:
+        for name, value in parameters.items():
+            part = part.replace(f"Ref::{name}", str(value))
+        result.append(part)
+    return result
+
+
+def container_environment(job: Any) -> dict[str, str]:
+    """Job definition environment, then the submit-time overrides, then ``AWS_BATCH_JOB_ID``."""
+    definition = job.job_definition.container_properties or {}
+    env = {item["name"]: str(item["value"]) for item in definition.get("environment", [])}
+    env.update({item["name"]: str(item["value"]) for item in job.container_overrides.get("environment", [])})
+    env["AWS_BATCH_JOB_ID"] = job.job_id
+    return env
+
+
+def container_command(job: Any) -> list[str]:
+    definition = job.job_definition.container_properties or {}
+    command = job.container_overrides.get("command") or definition.get("command") or []
+    if isinstance(command, str):
+        command = [command]
+    command = substitute_parameters(list(command), job.parameters or {})
+    if command and command[0] in PYTHON_NAMES:
+        command[0] = sys.executable  # the image's python is this interpreter's environment here
+    return command
+
+
+@dataclass
+class ProcessExecutor:
+    """Starts one process per Batch job and reports its end to moto's job object."""
+
+    base_environment: dict[str, str]  # endpoint, credentials, region: what the container's role gives it
+    log_dir: Path
+    cwd: Path | None = None
+    settings: ExecutorSettings = field(default_factory=ExecutorSettings)
+    runs: list[JobRun] = field(default_factory=list)
+    _processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self, job: Any) -> None:
+        """Begin the job's attempt and run it on a thread; returns at once (SubmitJob does not wait)."""
+        job.job_started_at = datetime.now()
+        job.log_stream_name = job._stream_name
+        job._start_attempt()
+        thread = threading.Thread(target=self._run, args=(job,), name=f"batch-{job.job_id[:8]}", daemon=True)
+        thread.start()
+
+    def _run(self, job: Any) -> None:
+        command = container_command(job)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{job.job_name}-{job.job_id[:8]}.log"
+        run = JobRun(job.job_id, command, dict(job.parameters or {}), log_path)
+        with self._lock:
+            self.runs.append(run)
+        env = {**os.environ, **self.base_environment, **container_environment(job)}
+        try:
+            with log_path.open("wb") as log:
+                process = subprocess.Popen(
+                    command,
+                    env=env,
+                    cwd=self.cwd,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                with self._lock:
+                    self._processes[job.job_id] = process
+                run.returncode, run.terminated = self._wait(job, process)
+        except OSError as error:  # the command could not start: the container failed
+            LOG.error("batch job %s could not start %s: %s", job.job_id, command, error)
+            run.returncode = 127
+        finally:
+            with self._lock:
+                self._processes.pop(job.job_id, None)
+            run.ended_at = time.time()
+        success = run.returncode == 0 and not run.terminated
+        job.exit_code = run.returncode
+        if not success:
+            job.job_stopped_reason = job.job_stopped_reason or self._reason(run)
+        job._mark_stopped(success=success)
+
+    def _wait(self, job: Any, process: subprocess.Popen) -> tuple[int, bool]:
+        """Wait for the process; kill it on TerminateJob or when the attempt's time runs out."""
+        attempt_s = job._get_attempt_duration()
+        deadline = time.monotonic() + attempt_s if attempt_s else None
+        while True:
+            try:
+                return process.wait(timeout=self.settings.poll_interval_s), False
+            except subprocess.TimeoutExpired:
+                pass
+            timed_out = deadline is not None and time.monotonic() > deadline
+            if job.stop or timed_out:
+                if timed_out:
+                    job.job_stopped_reason = "Job attempt duration exceeded timeout"
+                self._kill(process)
+                return process.wait(), True
+
+    def _kill(self, process: subprocess.Popen) -> None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=self.settings.kill_grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def _reason(self, run: JobRun) -> str:
+        try:
+            tail = run.log_path.read_text(errors="replace")[-self.settings.reason_tail_chars :]
+        except OSError:
+            tail = ""
+        return f"Essential container in task exited (exit code {run.returncode}): {tail.strip()}"
+
+    def running(self) -> int:
+        with self._lock:
+            return len(self._processes)
+
+    def shutdown(self) -> None:
+        """Kill every process still running (the stack is stopping)."""
+        with self._lock:
+            processes = list(self._processes.values())
+        for process in processes:
+            self._kill(process)

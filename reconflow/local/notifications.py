@@ -1,0 +1,173 @@
+"""Deliver the template's event routes to the real handlers: rule or S3 notification → SQS → handler.
+
+moto evaluates EventBridge rules (patterns with ``wildcard`` included) and S3 bucket
+notifications, but delivers to SQS, not to Lambda. So each route the template points at a
+function gets a local queue as its target, with the template's own pattern or key filter, and a
+poller thread hands every message to the function's real handler in this process, as Lambda's
+asynchronous invocation would. A handler that raises is retried like an asynchronous invocation
+(``max_attempts`` in all) and then dropped with the error kept on ``failures``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconflow.local.lambdas import FunctionError, LambdaRuntime
+
+LOG = logging.getLogger(__name__)
+QUEUE_PREFIX = "reconflow-local-"
+MAX_QUEUE_NAME = 80  # SQS's limit
+
+
+@dataclass(frozen=True)
+class PollerSettings:
+    # Long-poll wait per ReceiveMessage call (seconds): bounds delivery latency and stop time.
+    wait_time_s: int = 1
+    # Messages fetched per call.
+    batch_size: int = 10
+    # Attempts per event before it is dropped (Lambda's asynchronous invocation makes 3).
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class Route:
+    """Events arriving on ``queue_url`` go to ``handler`` (the template's ``Handler`` string)."""
+
+    name: str
+    queue_url: str
+    handler: str
+    function_name: str
+    s3_notification: bool = False  # body is an S3 notification (Records[]), not an EventBridge event
+
+
+def ensure_queue(sqs: Any, name: str) -> tuple[str, str]:
+    """Create (or find) the local queue ``reconflow-local-{name}``; its URL and ARN."""
+    url = sqs.create_queue(QueueName=f"{QUEUE_PREFIX}{name}"[:MAX_QUEUE_NAME])["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return url, arn
+
+
+def route_rule_to_queue(
+    events: Any,
+    sqs: Any,
+    rule_name: str,
+    function: tuple[str, str, str],
+    event_bus: str = "default",
+    queue_name: str | None = None,
+) -> Route:
+    """Swap the deployed rule's target ``function`` = (arn, name, handler) for a local SQS queue.
+
+    The rule and its pattern stay the template's. The Lambda target has to go: moto delivers to
+    SQS, logs and buses only, and a Lambda target makes it drop the event for every target.
+    """
+    function_arn, function_name, handler = function
+    url, arn = ensure_queue(sqs, queue_name or rule_name)
+    targets = events.list_targets_by_rule(Rule=rule_name, EventBusName=event_bus)["Targets"]
+    lambda_ids = [target["Id"] for target in targets if target["Arn"] == function_arn]
+    if lambda_ids:
+        events.remove_targets(Rule=rule_name, EventBusName=event_bus, Ids=lambda_ids)
+    events.put_targets(
+        Rule=rule_name, EventBusName=event_bus, Targets=[{"Id": f"local-{function_name}"[:64], "Arn": arn}]
+    )
+    return Route(rule_name, url, handler, function_name)
+
+
+def route_bucket_to_queue(
+    s3: Any,
+    sqs: Any,
+    bucket: str,
+    lambda_configurations: list[dict[str, Any]],
+    handler_for_arn: dict[str, str],
+) -> list[Route]:
+    """Turn the bucket's Lambda notifications into queue notifications with the same events and filter."""
+    routes: list[Route] = []
+    queue_configurations = []
+    for index, configuration in enumerate(lambda_configurations):
+        function_arn = configuration["LambdaFunctionArn"]
+        url, arn = ensure_queue(sqs, f"s3-{bucket}-{index}")
+        queue_configurations.append(
+            {
+                "QueueArn": arn,
+                "Events": configuration["Events"],
+                **({"Filter": configuration["Filter"]} if "Filter" in configuration else {}),
+            }
+        )
+        name = function_arn.rsplit(":", 1)[-1]
+        routes.append(
+            Route(f"s3-{bucket}-{index}", url, handler_for_arn[function_arn], name, s3_notification=True)
+        )
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket, NotificationConfiguration={"QueueConfigurations": queue_configurations}
+    )
+    return routes
+
+
+@dataclass
+class NotificationPoller:
+    """One thread per route: receive, invoke the handler, delete (or retry, then drop)."""
+
+    sqs: Any
+    runtime: LambdaRuntime
+    routes: list[Route]
+    settings: PollerSettings = field(default_factory=PollerSettings)
+    delivered: dict[str, int] = field(default_factory=dict)
+    failures: list[tuple[str, FunctionError]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> None:
+        for route in self.routes:
+            thread = threading.Thread(
+                target=self._poll, args=(route,), name=f"notify-{route.name}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.settings.wait_time_s + 5)
+        self._threads.clear()
+
+    def _poll(self, route: Route) -> None:
+        while not self._stop.is_set():
+            try:
+                answer = self.sqs.receive_message(
+                    QueueUrl=route.queue_url,
+                    MaxNumberOfMessages=self.settings.batch_size,
+                    WaitTimeSeconds=self.settings.wait_time_s,
+                    AttributeNames=["ApproximateReceiveCount"],
+                )
+            except Exception as error:  # the server is going away; stop quietly when asked to
+                if not self._stop.is_set():
+                    LOG.warning("polling %s failed: %s", route.name, error)
+                    self._stop.wait(self.settings.wait_time_s)
+                continue
+            for message in answer.get("Messages", []):
+                self._deliver(route, message)
+
+    def _deliver(self, route: Route, message: dict[str, Any]) -> None:
+        event = json.loads(message["Body"])
+        if route.s3_notification and "Records" not in event:
+            self._delete(route, message)  # s3:TestEvent and the like: nothing for the function
+            return
+        result = self.runtime.invoke_safely(route.handler, event, route.function_name)
+        attempts = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        if isinstance(result, FunctionError) and attempts < self.settings.max_attempts:
+            self.sqs.change_message_visibility(
+                QueueUrl=route.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+            return
+        with self._lock:
+            self.delivered[route.name] = self.delivered.get(route.name, 0) + 1
+            if isinstance(result, FunctionError):
+                self.failures.append((route.name, result))
+        self._delete(route, message)
+
+    def _delete(self, route: Route, message: dict[str, Any]) -> None:
+        self.sqs.delete_message(QueueUrl=route.queue_url, ReceiptHandle=message["ReceiptHandle"])

@@ -1,0 +1,384 @@
+"""The whole pipeline on one machine: ``template.yaml`` deployed into a moto server, wired to real code.
+
+What runs for real: the Lambda handlers (api, upload, cleanup, reconcile), the state machine's ASL
+(moto's Step Functions interpreter), the stage runner and engine (one process per Batch job), the
+job-state core. What is emulated: S3, DynamoDB, SQS, EventBridge, IAM, Batch's bookkeeping and
+CloudFormation (moto 5.2.5, on 127.0.0.1), API Gateway (``http_api``: HTTP -> payload 2.0 events
+with a development identity), Lambda's runtime (``lambdas``: handlers called in this process),
+the event deliveries moto does not make (``notifications``, ``status_events``, ``schedule``).
+
+    with LocalStack(StackSettings.from_env()) as stack:
+        print(stack.api_url)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from reconflow.local import deploy, moto_batch, template
+from reconflow.local.executor import ExecutorSettings, ProcessExecutor
+from reconflow.local.http_api import HttpApiGateway, Identity, Route
+from reconflow.local.lambdas import LambdaRuntime
+from reconflow.local.notifications import NotificationPoller, PollerSettings, route_rule_to_queue
+from reconflow.local.notifications import Route as EventRoute
+from reconflow.local.schedule import PeriodicInvoker
+from reconflow.local.status_events import ExecutionStatusEvents
+
+LOG = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MOTO_CONFIG = {
+    "batch": {"use_docker": False},
+    "lambda": {"use_docker": False},
+    "stepfunctions": {"execute_state_machine": True},
+}
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+# Keep the handlers' structured logs and metrics quiet on the console of a local run.
+QUIET_POWERTOOLS = {
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+ENV_PREFIX = "RECONFLOW_LOCAL_"
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    template_path: Path = REPO_ROOT / "template.yaml"
+    stack_name: str = "reconflow-local"
+    region: str = "us-east-1"
+    host: str = "127.0.0.1"
+    api_port: int = 0  # 0: a free port
+    moto_port: int = 0
+    # Where the Batch jobs' logs go (a temporary folder when None).
+    work_dir: Path | None = None
+    # Seconds between reconciler runs (the template schedules it every few minutes in AWS).
+    reconcile_interval_s: float = 5.0
+    # Seconds between two looks at executions' statuses (for the status-change events).
+    status_poll_interval_s: float = 0.5
+    # Service settings for this stack's functions and containers (e.g. CANCEL_CONFIRM_WINDOW_S).
+    environment: dict[str, str] = field(default_factory=dict)
+    # Template parameters to set (others: defaults, or moto's network for VPC/subnet/SG ones).
+    parameters: dict[str, str] = field(default_factory=dict)
+    quiet: bool = True
+    dev_sub: str = "local-dev"
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+    poller: PollerSettings = field(default_factory=PollerSettings)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> StackSettings:
+        """Defaults, then ``RECONFLOW_LOCAL_API_PORT``/``_MOTO_PORT``/``_WORK_DIR``/``_RECONCILE_S``, then overrides."""
+        env = os.environ
+        values: dict[str, Any] = {}
+        if env.get(f"{ENV_PREFIX}API_PORT"):
+            values["api_port"] = int(env[f"{ENV_PREFIX}API_PORT"])
+        if env.get(f"{ENV_PREFIX}MOTO_PORT"):
+            values["moto_port"] = int(env[f"{ENV_PREFIX}MOTO_PORT"])
+        if env.get(f"{ENV_PREFIX}WORK_DIR"):
+            values["work_dir"] = Path(env[f"{ENV_PREFIX}WORK_DIR"])
+        if env.get(f"{ENV_PREFIX}RECONCILE_S"):
+            values["reconcile_interval_s"] = float(env[f"{ENV_PREFIX}RECONCILE_S"])
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return replace(cls(), **values)
+
+
+@dataclass
+class FunctionInfo:
+    logical_id: str
+    name: str
+    arn: str
+    handler: str
+    environment: dict[str, str]
+
+
+class LocalStack:
+    """Start with ``start()`` (or ``with``); everything is torn down by ``stop()``."""
+
+    def __init__(self, settings: StackSettings | None = None) -> None:
+        self.settings = settings or StackSettings()
+        self.runtime = LambdaRuntime(region=self.settings.region)
+        self.functions: dict[str, FunctionInfo] = {}
+        self.deployment: deploy.Deployment | None = None
+        self.executor: ProcessExecutor | None = None
+        self.poller: NotificationPoller | None = None
+        self.status_events: list[ExecutionStatusEvents] = []
+        self.schedules: list[PeriodicInvoker] = []
+        self.gateway: HttpApiGateway | None = None
+        self.moto_url = ""
+        self._server: Any = None
+        self._exits = ExitStack()
+        self._saved_env: dict[str, str | None] = {}
+
+    # -- environment ------------------------------------------------------------------
+
+    def _set_env(self, values: dict[str, str]) -> None:
+        for name, value in values.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+
+    def _restore_env(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+
+    @staticmethod
+    def _reset_cached_clients() -> None:
+        """Drop clients and handler dependencies made against another endpoint or table."""
+        from handlers import deps
+        from jobstate import aws
+
+        aws.reset_clients()
+        deps.reset()
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, region_name=self.settings.region, endpoint_url=self.moto_url)
+
+    # -- start -----------------------------------------------------------------------
+
+    def _start_moto(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = ThreadedMotoServer(
+            ip_address=self.settings.host, port=self.settings.moto_port, verbose=False
+        )
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.moto_url = f"http://{host}:{port}"
+        # The interpreter calls back into the server on MOTO_PORT; boto3 follows AWS_ENDPOINT_URL.
+        self._set_env({"MOTO_PORT": str(port), "AWS_ENDPOINT_URL": self.moto_url})
+        requests.post(f"{self.moto_url}/moto-api/config", json=MOTO_CONFIG, timeout=10).raise_for_status()
+
+    def _deploy(self) -> deploy.Deployment:
+        sam = template.load_template(self.settings.template_path)
+        s3 = self.client("s3")
+        packaged = deploy.package(sam, s3)
+        parameters = deploy.parameter_values(
+            packaged, deploy.default_network(self.client("ec2")), self.settings.parameters
+        )
+        cfn = deploy.to_cloudformation(packaged, parameters)
+        deployment = deploy.create_stack(
+            self.client("cloudformation"), self.settings.stack_name, cfn, parameters
+        )
+        deploy.apply_unsupported_properties(deployment, s3)
+        return deployment
+
+    def _collect_functions(self, deployment: deploy.Deployment) -> None:
+        lambda_client = self.client("lambda")
+        for logical, name in deployment.of_type("AWS::Lambda::Function").items():
+            config = lambda_client.get_function(FunctionName=name)["Configuration"]
+            self.functions[logical] = FunctionInfo(
+                logical_id=logical,
+                name=name,
+                arn=config["FunctionArn"],
+                handler=config["Handler"],
+                environment={
+                    k: str(v) for k, v in config.get("Environment", {}).get("Variables", {}).items()
+                },
+            )
+
+    def _function_environment(self) -> dict[str, str]:
+        """The union of the functions' variables (one process hosts them all, so they must agree)."""
+        merged: dict[str, str] = {}
+        for function in self.functions.values():
+            for name, value in function.environment.items():
+                if merged.get(name, value) != value:
+                    raise ValueError(f"functions disagree on {name}: {merged[name]!r} vs {value!r}")
+                merged[name] = value
+        return merged
+
+    def _fill_state_machines(self, deployment: deploy.Deployment) -> list[str]:
+        """Each deployed state machine, with its definition's substitutions filled.
+
+        With ``execute_state_machine`` on, moto's API serves state machines from its interpreter's
+        backend, while its CloudFormation creates them in the plain one: so the machine is
+        (re)created through the API under the deployed name and role.
+        """
+        sfn, iam = self.client("stepfunctions"), self.client("iam")
+        arns = []
+        for logical, arn in deployment.of_type("AWS::StepFunctions::StateMachine").items():
+            definition = template.filled_definition(
+                self.settings.template_path, logical, self._resolver(deployment)
+            )
+            role = deployment.properties(logical).get("RoleArn", {})
+            role_logical = role.get("Fn::GetAtt", [None])[0] if isinstance(role, dict) else None
+            role_arn = (
+                iam.get_role(RoleName=deployment.physical_ids[role_logical])["Role"]["Arn"]
+                if role_logical
+                else str(role)
+            )
+            name = arn.rsplit(":", 1)[-1]
+            arns.append(deploy.put_state_machine(sfn, name, definition, role_arn))
+        return arns
+
+    def _resolver(self, deployment: deploy.Deployment) -> template.Resolver:
+        functions_by_logical = {logical: info for logical, info in self.functions.items()}
+
+        def ref(logical: str) -> str:
+            return deployment.physical_ids[logical]
+
+        def get_att(logical: str, attribute: str) -> str:
+            if attribute == "Arn" and logical in functions_by_logical:
+                return functions_by_logical[logical].arn
+            if attribute == "Arn":
+                return deployment.physical_ids[logical]  # Batch, SFN, SQS: the physical id is the ARN
+            raise KeyError(f"no local value for {logical}.{attribute}")
+
+        return template.Resolver(ref=ref, get_att=get_att, region=self.settings.region)
+
+    def _function_events(self, *types: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """``(function logical id, event name, event properties)`` of the SAM events of these types."""
+        sam = template.load_template(self.settings.template_path)
+        found = []
+        for logical, resource in sam.get("Resources", {}).items():
+            if resource.get("Type") == "AWS::Serverless::Function":
+                for event_name, event in resource.get("Properties", {}).get("Events", {}).items():
+                    if event.get("Type") in types:
+                        found.append((logical, event_name, event.get("Properties", {})))
+        return found
+
+    def _event_routes(self, deployment: deploy.Deployment) -> list[EventRoute]:
+        """Rule events get a local SQS target on the deployed rule; schedules run periodically here."""
+        events, sqs = self.client("events"), self.client("sqs")
+        routes = []
+        for logical, event_name, properties in self._function_events("EventBridgeRule", "CloudWatchEvent"):
+            function = self.functions[logical]
+            rule_name = deployment.physical_ids[f"{logical}{event_name}"].rsplit("/", 1)[-1]  # SAM's naming
+            bus = properties.get("EventBusName", "default")
+            routes.append(
+                route_rule_to_queue(
+                    events,
+                    sqs,
+                    rule_name,
+                    (function.arn, function.name, function.handler),
+                    bus,
+                    queue_name=f"{logical}{event_name}",
+                )
+            )
+        for logical, _, _ in self._function_events("Schedule", "ScheduleV2"):
+            function = self.functions[logical]
+            self.schedules.append(
+                PeriodicInvoker(
+                    self.runtime, function.handler, function.name, self.settings.reconcile_interval_s
+                )
+            )
+        return routes
+
+    def _http_routes(self) -> tuple[list[Route], dict[str, FunctionInfo]]:
+        """``Method``/``Path`` of every ``HttpApi`` event in the SAM template, with its function."""
+        routes, targets = [], {}
+        for logical, _, properties in self._function_events("HttpApi"):
+            route = Route(properties.get("Method", "ANY").upper(), properties.get("Path", "/{proxy+}"))
+            routes.append(route)
+            targets[route.route_key] = self.functions[logical]
+        return routes, targets
+
+    def start(self) -> LocalStack:
+        settings = self.settings
+        try:
+            self._set_env(
+                {**FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": settings.region, "AWS_REGION": settings.region}
+            )
+            self._set_env({**(QUIET_POWERTOOLS if settings.quiet else {}), **settings.environment})
+            os.environ.pop("AWS_PROFILE", None)
+            self._start_moto()
+            self._exits.enter_context(self.runtime.patch_moto())
+            work_dir = settings.work_dir or Path(self._exits.enter_context(tempfile.TemporaryDirectory()))
+            self.executor = ProcessExecutor(
+                base_environment={"AWS_ENDPOINT_URL": self.moto_url, **settings.environment},
+                log_dir=work_dir / "batch-logs",
+                cwd=REPO_ROOT,
+                settings=settings.executor,
+            )
+            self._exits.enter_context(moto_batch.patched(executor=self.executor.start))
+            self.deployment = deployment = self._deploy()
+            self._collect_functions(deployment)
+            self._set_env(self._function_environment())
+            self._reset_cached_clients()
+            state_machines = self._fill_state_machines(deployment)
+            self.poller = NotificationPoller(
+                self.client("sqs"), self.runtime, self._event_routes(deployment), settings.poller
+            )
+            self.poller.start()
+            for arn in state_machines:
+                watcher = ExecutionStatusEvents(
+                    self.client("stepfunctions"), self.client("events"), arn, settings.status_poll_interval_s
+                )
+                watcher.start()
+                self.status_events.append(watcher)
+            for schedule in self.schedules:
+                schedule.start()
+            routes, targets = self._http_routes()
+
+            def invoke_api(event: dict[str, Any]) -> Any:
+                function = targets[event["routeKey"]]
+                return self.runtime.invoke(function.handler, event, function.name)
+
+            self.gateway = HttpApiGateway(
+                routes, invoke_api, Identity(default_sub=settings.dev_sub), settings.host, settings.api_port
+            )
+            self.gateway.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    @property
+    def api_url(self) -> str:
+        assert self.gateway is not None, "start() first"
+        return self.gateway.url
+
+    def resource(self, logical_id: str) -> str:
+        """The physical id of a template resource (e.g. the bucket's name)."""
+        assert self.deployment is not None, "start() first"
+        return self.deployment.physical_ids[logical_id]
+
+    def physical_of_type(self, resource_type: str) -> str:
+        """The one deployed resource of ``resource_type`` (the bucket, the table, the state machine)."""
+        assert self.deployment is not None, "start() first"
+        found = list(self.deployment.of_type(resource_type).values())
+        if len(found) != 1:
+            raise LookupError(f"{len(found)} resources of type {resource_type}")
+        return found[0]
+
+    # -- stop -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        if self.gateway is not None:
+            self.gateway.stop()
+        for watcher in self.status_events:
+            watcher.stop()
+        for schedule in self.schedules:
+            schedule.stop()
+        if self.poller is not None:
+            self.poller.stop()
+        if self.executor is not None:
+            self.executor.shutdown()
+        self._exits.close()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        self._restore_env()
+        self._reset_cached_clients()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,126 @@
+"""Shared moto fixtures: the jobs table (both GSIs, TTL) and the data bucket, as template.yaml has them.
+
+Use from any conftest under tests/unit (this folder is on sys.path through its conftest):
+
+    from aws_fixtures import aws, aws_env, bucket, jobs_table, versioned_bucket  # noqa: F401
+
+``aws`` is the moto context (``mock_aws``) with fake credentials and ``TABLE_NAME``/``BUCKET_NAME``
+set; ``jobs_table`` and ``bucket`` create the resources inside it. The builders
+(``create_jobs_table``, ``create_data_bucket``) take a client, so a benchmark or an integration
+test can make the same resources on a moto server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from jobstate import aws as jobstate_aws
+
+REGION = "us-east-1"
+TABLE_NAME = "reconflow-jobs-test"
+BUCKET_NAME = "reconflow-data-test"
+ACCOUNT_ID = "123456789012"  # moto's default account
+
+# Key schema and indexes of the jobs table (DESIGN.md, "DynamoDB: one table").
+TABLE_ATTRIBUTES = (
+    ("pk", "S"),
+    ("sk", "S"),
+    ("owner", "S"),
+    ("created_at", "S"),
+    ("status", "S"),
+    ("updated_at", "S"),
+)
+OWNER_INDEX = "by-owner"
+STATUS_INDEX = "by-status"
+TTL_ATTRIBUTE = "expires_at"
+
+
+def _index(name: str, hash_key: str, range_key: str) -> dict[str, Any]:
+    return {
+        "IndexName": name,
+        "KeySchema": [
+            {"AttributeName": hash_key, "KeyType": "HASH"},
+            {"AttributeName": range_key, "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    }
+
+
+def create_jobs_table(dynamodb_client: Any, table_name: str = TABLE_NAME) -> None:
+    """The jobs table: pk/sk, GSIs ``by-owner`` and ``by-status``, TTL on ``expires_at``."""
+    dynamodb_client.create_table(
+        TableName=table_name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": t} for n, t in TABLE_ATTRIBUTES],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            _index(OWNER_INDEX, "owner", "created_at"),
+            _index(STATUS_INDEX, "status", "updated_at"),
+        ],
+    )
+    dynamodb_client.update_time_to_live(
+        TableName=table_name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+    )
+
+
+def create_data_bucket(s3_client: Any, bucket: str = BUCKET_NAME, *, versioned: bool = False) -> None:
+    """The data bucket (us-east-1 needs no location constraint), versioned when asked."""
+    s3_client.create_bucket(Bucket=bucket)
+    if versioned:
+        s3_client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials, the region and the resource names; no endpoint override."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "TABLE_NAME": TABLE_NAME,
+        "BUCKET_NAME": BUCKET_NAME,
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def aws(aws_env: None) -> Iterator[None]:
+    """moto's in-process AWS; the core's cached clients are dropped before and after."""
+    jobstate_aws.reset_clients()
+    with mock_aws():
+        yield
+    jobstate_aws.reset_clients()
+
+
+@pytest.fixture
+def jobs_table(aws: None) -> str:
+    """Creates the jobs table; returns its name."""
+    create_jobs_table(jobstate_aws.client("dynamodb"), TABLE_NAME)
+    return TABLE_NAME
+
+
+@pytest.fixture
+def bucket(aws: None) -> str:
+    """Creates the (unversioned) data bucket; returns its name."""
+    create_data_bucket(jobstate_aws.client("s3"), BUCKET_NAME)
+    return BUCKET_NAME
+
+
+@pytest.fixture
+def versioned_bucket(aws: None) -> str:
+    """Creates the data bucket with versioning enabled (as the template has it); returns its name."""
+    create_data_bucket(jobstate_aws.client("s3"), BUCKET_NAME, versioned=True)
+    return BUCKET_NAME
