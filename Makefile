@@ -23,9 +23,11 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	bash scripts/lint-docker.sh
+	bash scripts/lint-infra.sh
 
 bench: setup
 	$(BIN)/python bench/cold_start_and_purge.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) .venv-tools .pytest_cache .ruff_cache .aws-sam

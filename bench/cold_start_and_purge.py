@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -48,7 +49,7 @@ STATE_MACHINE_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/reconflow-state-machine"
 # A definition moto accepts; it is never run (moto does not execute state machines by default).
 STATE_MACHINE_DEFINITION = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
 BENCH_OWNER = "bench-owner"
-DEFAULT_ROUNDS = 7
+DEFAULT_ROUNDS = 9
 SAMPLE_TIMEOUT_S = 120
 OVERHEAD_GOAL = 0.25
 IMPORT_PROFILE_RUNS = 3  # -X importtime runs per handler module (medians)
@@ -63,6 +64,9 @@ HANDLER_BY_EVENT_PREFIX: tuple[tuple[str, str, str], ...] = (
     ("reconcile_", "handlers.cleanup", "reconcile"),
 )
 BASELINE = "baseline"
+# A reference target: the baseline plus the X-Ray SDK that powertools' Tracer imports, which
+# builds its own botocore session and X-Ray client at import (aws-xray-sdk-python#311, #273).
+XRAY_REFERENCE = "baseline+xray"
 
 # Purge workload: keys under the job's prefix, how many get a second version, how many end in a
 # delete marker; together 10,000 entries (versions + markers) to delete.
@@ -89,10 +93,12 @@ class Context:
         return 30000
 event = json.load(open(event_path)) if event_path != "-" else None
 start = time.perf_counter()
-if module == "baseline":
+if module in ("baseline", "baseline+xray"):
     import boto3
     from aws_lambda_powertools import event_handler
     boto3.client("dynamodb")
+    if module == "baseline+xray":
+        import aws_xray_sdk.core
     answer = {"baseline": True}
 else:
     handler = getattr(importlib.import_module(module), function)
@@ -111,12 +117,15 @@ class Target:
 
     @property
     def handler(self) -> str:
-        return BASELINE if self.module == BASELINE else f"{self.module}.{self.function}"
+        return self.module if self.module in (BASELINE, XRAY_REFERENCE) else f"{self.module}.{self.function}"
 
 
 @dataclass
 class Samples:
     seconds: list[float] = field(default_factory=list)
+    # (sample - baseline of its round) / baseline of its round, the baseline measured just before
+    # and just after the round's targets (paired, so the machine's drift cancels out)
+    overheads: list[float] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
 
@@ -311,8 +320,10 @@ def run_sample(target: Target, env: dict[str, str]) -> tuple[float, str]:
 def measure_cold_starts(
     endpoint: str, rounds: int
 ) -> tuple[dict[Target, Samples], list[str], dict[str, dict[str, float]]]:
+    """Round 0 warms the file cache and writes bytecode; rounds 1..N are kept. In each round the
+    baseline runs first and last and the targets in between, in a shuffled order."""
     targets, unknown = discover_targets(EVENTS_DIR)
-    everything = [Target(BASELINE, BASELINE, "", None), *targets]
+    baseline = Target(BASELINE, BASELINE, "", None)
     events = {t: json.loads(t.event_path.read_text()) for t in targets if t.event_path}
     owner = next((o for o in map(event_owner, events.values()) if o), BENCH_OWNER)
     seeder = Seeder(owner)
@@ -321,18 +332,30 @@ def measure_cold_starts(
     base_env.pop("PYTHONDONTWRITEBYTECODE", None)  # round 0 writes the bytecode a built package ships
     base_env |= aws_environment(endpoint)
     base_env |= {"TABLE_NAME": seeder.settings.table_name, "BUCKET_NAME": seeder.settings.bucket_name}
-    samples = {t: Samples() for t in everything}
-    for round_index in range(rounds + 1):  # round 0 warms the file cache and writes bytecode
-        for target in everything:
+    reference = Target(XRAY_REFERENCE, XRAY_REFERENCE, "", None)
+    samples = {t: Samples() for t in [baseline, reference, *targets]}
+    for round_index in range(rounds + 1):
+        order = [reference, *targets]
+        random.Random(round_index).shuffle(order)
+        before, _ = run_sample(baseline, base_env)
+        this_round: list[tuple[Target, float, str]] = []
+        for target in order:
             extra = seeder.prepare(target, events[target]) if target in events else {}
             try:
                 seconds, outcome = run_sample(target, base_env | extra)
             except (RuntimeError, subprocess.TimeoutExpired) as error:
                 samples[target].failures.append(str(error))
                 continue
-            if round_index > 0:
-                samples[target].seconds.append(seconds)
-                samples[target].outcomes[outcome] += 1
+            this_round.append((target, seconds, outcome))
+        after, _ = run_sample(baseline, base_env)
+        if round_index == 0:
+            continue
+        round_baseline = (before + after) / 2
+        samples[baseline].seconds += [before, after]
+        for target, seconds, outcome in this_round:
+            samples[target].seconds.append(seconds)
+            samples[target].overheads.append((seconds - round_baseline) / round_baseline)
+            samples[target].outcomes[outcome] += 1
     extras = extra_imports(targets, base_env, IMPORT_PROFILE_RUNS)
     return samples, unknown, extras
 
@@ -480,36 +503,50 @@ def median_ms(values: list[float]) -> float:
 
 def cold_start_lines(samples: dict[Target, Samples], unknown: list[str], rounds: int) -> list[str]:
     baseline = next(s for t, s in samples.items() if t.module == BASELINE)
-    base_ms = median_ms(baseline.seconds)
+    base_ms, base_min_ms = median_ms(baseline.seconds), min(baseline.seconds) * 1000
     lines = [
-        f"(a) Cold start: import + first invocation in a fresh process, median of {rounds} rounds (ms)",
-        f"    baseline = import boto3 + aws_lambda_powertools.event_handler + one client: {base_ms:.0f} ms",
+        f"(a) Cold start: import + first invocation in a fresh process; {rounds} rounds (ms)",
+        "    baseline = import boto3 + aws_lambda_powertools.event_handler + one client: "
+        f"median {base_ms:.0f} ms, min {base_min_ms:.0f} ms ({len(baseline.seconds)} samples)",
+        "    overhead = median over rounds of (sample - that round's baseline) / baseline; "
+        "'of mins' = (min - baseline min) / baseline min",
+        f"    {XRAY_REFERENCE}: the baseline plus `import aws_xray_sdk.core` (what powertools' Tracer "
+        "loads), for reference",
         "",
-        f"    {'event':36} {'handler':28} {'median':>7} {'min':>6} {'max':>6} {'overhead':>9}  answer",
+        f"    {'event':34} {'handler':27} {'median':>6} {'min':>5} {'max':>5} "
+        f"{'overhead':>9} {'of mins':>8}  answer",
     ]
-    by_handler: dict[str, list[float]] = {}
+    by_handler: dict[str, Samples] = {}
     for target, found in samples.items():
         if target.module == BASELINE:
             continue
-        by_handler.setdefault(target.handler, []).extend(found.seconds)
+        if target.module != XRAY_REFERENCE:
+            merged = by_handler.setdefault(target.handler, Samples())
+            merged.seconds += found.seconds
+            merged.overheads += found.overheads
         if not found.seconds:
-            lines.append(f"    {target.name:36} {target.handler:28} {'failed':>7}  {found.failures[:1]}")
+            lines.append(f"    {target.name:34} {target.handler:27} {'failed':>6}  {found.failures[:1]}")
             continue
-        ms = median_ms(found.seconds)
+        least = min(found.seconds) * 1000
         answer = ", ".join(f"{outcome} x{n}" for outcome, n in found.outcomes.most_common())
         lines.append(
-            f"    {target.name:36} {target.handler:28} {ms:7.0f} {min(found.seconds) * 1000:6.0f} "
-            f"{max(found.seconds) * 1000:6.0f} {(ms - base_ms) / base_ms:+9.1%}  {answer}"
+            f"    {target.name:34} {target.handler:27} {median_ms(found.seconds):6.0f} {least:5.0f} "
+            f"{max(found.seconds) * 1000:5.0f} {statistics.median(found.overheads):+9.1%} "
+            f"{(least - base_min_ms) / base_min_ms:+8.1%}  {answer}"
         )
         if found.failures:
             lines.append(f"      {len(found.failures)} failed samples, first: {found.failures[0]}")
-    lines += ["", f"    per handler (all its events' samples), goal: overhead <= {OVERHEAD_GOAL:.0%}"]
-    for handler, seconds in by_handler.items():
-        if not seconds:
+    lines += ["", f"    per handler (all samples of its events), goal: overhead <= {OVERHEAD_GOAL:.0%}"]
+    for handler, merged in by_handler.items():
+        if not merged.seconds:
             continue
-        overhead = (median_ms(seconds) - base_ms) / base_ms
+        overhead = statistics.median(merged.overheads)
+        of_mins = (min(merged.seconds) * 1000 - base_min_ms) / base_min_ms
         verdict = "meets goal" if overhead <= OVERHEAD_GOAL else "OVER GOAL"
-        lines.append(f"    {handler:36} {median_ms(seconds):7.0f} ms {overhead:+8.1%}  {verdict}")
+        lines.append(
+            f"    {handler:34} median {median_ms(merged.seconds):5.0f} ms  overhead {overhead:+7.1%}  "
+            f"of mins {of_mins:+7.1%}  {verdict}"
+        )
     if unknown:
         lines.append(f"    event files with no known handler (not measured): {', '.join(unknown)}")
     return lines

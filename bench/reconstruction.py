@@ -64,7 +64,7 @@ class Row:
     size: int
     hull: Quality
     full: Quality
-    seconds: dict[str, float]  # stage -> median seconds, plus "total"
+    seconds: dict[str, float]  # stage -> median wall seconds, plus "total" and "cpu" (process CPU seconds)
 
 
 def world_transform() -> np.ndarray:
@@ -100,9 +100,10 @@ def run_case(
     job_dir = work_dir / f"{name}-{preset}"
     for repeat in range(repeats):
         pipeline.prepare_job_folder(capture_zip, job_dir)
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         report = pipeline.run_all(job_dir, preset=preset, device=device, seed=0)
         wall = time.perf_counter() - started
+        per_stage.setdefault("cpu", []).append(time.process_time() - started_cpu)
         for stage, seconds in report["seconds"].items():
             if stage != "total":
                 per_stage.setdefault(stage, []).append(seconds)
@@ -134,14 +135,14 @@ def format_table(rows: list[Row]) -> list[str]:
         f"{'object':<13}{'preset':<9}{'capture':<10}{'method':<6}"
         f"{'Chamfer-L1':>11}{'F@0.5%':>8}{'F@1%':>8}{'F@2%':>8}{'NC':>7}  "
         + "".join(f"{stage[:8]:>9}" for stage in stages)
-        + f"{'total s':>9}"
+        + f"{'total s':>9}{'cpu s':>8}"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
         for method, figures in (("hull", row.hull), ("full", row.full)):
             timing = (
                 "".join(f"{row.seconds.get(stage, float('nan')):>9.1f}" for stage in stages)
-                + f"{row.seconds['total']:>9.1f}"
+                + f"{row.seconds['total']:>9.1f}{row.seconds['cpu']:>8.1f}"
                 if method == "full"
                 else ""
             )
@@ -215,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device) if args.device else default_device()
     captures = GPU_CAPTURES if device.type == "cuda" else CPU_CAPTURES
     quality = QualityParams(samples=args.samples)
+    load_before = " ".join(f"{value:.2f}" for value in os.getloadavg())
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="recon-bench-") as temporary:
         work_dir = args.work or Path(temporary)
@@ -242,8 +244,11 @@ def main(argv: list[str] | None = None) -> int:
             f"Reconstruction benchmark, {stamp} ({'quick run' if args.quick else 'full run'})",
             f"command: {command.strip()}",
             f"device: {device_name(device)}",
+            f"load average before the run: {load_before}",
             f"quality: {args.samples} area samples per mesh, GT normalised (bbox centred, longest side 1); "
-            f"seconds: median of {args.repeats} run(s); 'hull' = marching cubes of the hull occupancy at 0.5",
+            f"'hull' = marching cubes of the hull occupancy at 0.5",
+            f"seconds: wall clock per stage and in total, median of {args.repeats} run(s); 'cpu s' = CPU "
+            "seconds of the whole run (all threads): on a busy shared machine total >> cpu / threads",
             "",
             *format_table(rows),
             "",

@@ -2,7 +2,7 @@
 
 Each group of commands registers its sub-parsers through a function ``(subparsers) -> None`` and
 sets ``handler``, a callable ``(args) -> int`` exit code, on each parser (``COMMAND_GROUPS``).
-Engine modules are imported inside the handlers so ``--help`` stays quick.
+The engine's stage modules (trimesh, embree, scikit-image) are imported inside the handlers.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from gpu_container.engine.context import PRESETS
 from jobstate.stages import stage_named
 
 EXIT_OK = 0
+EXIT_USAGE = 1  # the capture path is missing or lies in the job folder
 EXIT_BAD_CAPTURE = 2  # as the stage runner: the capture was refused (the error code is printed)
 EXIT_STOPPED = 3
 EXIT_INTERRUPTED = 130
@@ -81,10 +82,14 @@ def run_local(args: argparse.Namespace) -> int:
     from gpu_container.engine import pipeline
     from gpu_container.engine.context import CaptureError, StageCancelled, default_device
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # long paths stay on one line
     device = torch.device(args.device) if args.device else default_device()
     job_dir = args.out.resolve()
-    pipeline.prepare_job_folder(args.capture, job_dir)
+    try:
+        pipeline.prepare_job_folder(args.capture, job_dir)
+    except (FileNotFoundError, ValueError) as error:
+        console.print(f"[red]error[/red]: {error}")
+        return EXIT_USAGE
     try:
         with StageProgressBar(console) as progress:
             report = pipeline.run_all(job_dir, args.preset, device, args.seed, on_progress=progress.update)
@@ -97,7 +102,7 @@ def run_local(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]")
         return EXIT_INTERRUPTED
-    print_summary(Console(), job_dir, report)
+    print_summary(Console(soft_wrap=True), job_dir, report)
     return EXIT_OK
 
 

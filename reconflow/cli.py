@@ -186,7 +186,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.print(f"local stack up: API {stack.api_url}")
         client = ReconFlowClient(api_url=stack.api_url)
         with tempfile.TemporaryDirectory(prefix="reconflow-demo-") as scratch:
-            capture = make_sample_capture(Path(scratch) / "sample_capture.zip")
+            capture = make_sample_capture(
+                Path(scratch) / "sample_capture.zip", ["--views", str(args.views), "--size", str(args.size)]
+            )
             console.print(f"sample capture: {capture.stat().st_size / 1e6:.1f} MB")
             job_id = client.submit(capture, preset=args.preset, name="demo")
         console.print(f"submitted job [bold]{job_id}[/bold] (preset {args.preset})")
@@ -253,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the sample capture through the local stack")
     demo.add_argument("--preset", choices=PRESETS, default="draft")
     demo.add_argument("--out", default="reconflow-demo", help="where the outputs go")
+    demo.add_argument("--views", type=int, default=24, help="views in the sample capture")
+    demo.add_argument("--size", type=int, default=128, help="pixels per side of the sample images")
     demo.set_defaults(run=cmd_demo)
 
     local = commands.add_parser("local-stack", help="serve the local stack until Ctrl-C")
@@ -271,6 +275,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, TimeoutError) as error:
         err_console.print(f"[red]error[/red] {error}")
         return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted (a submitted job keeps running: `reconflow status JOB_ID`)")
+        return 130
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def create_job() -> tuple[dict[str, Any], int]:
     logger.append_keys(job_id=job.job_id)
     count("JobCreated")
     upload = upload_form(d.s3, d.settings, job.job_id)
-    return {"job_id": job.job_id, "status": job.status, "upload": upload}, HTTPStatus.CREATED
+    return {"job_id": job.job_id, "status": job.status, "upload": upload}, HTTPStatus.CREATED.value
 
 
 @app.get("/jobs")
@@ -122,7 +122,7 @@ def request_cancel(job_id: str) -> tuple[dict[str, Any], int]:
         "token": request.token,
         "expires_at": iso_utc(request.expires_at),
     }
-    return body, HTTPStatus.ACCEPTED
+    return body, HTTPStatus.ACCEPTED.value
 
 
 @app.post("/jobs/<job_id>/cancel/confirm")
@@ -133,7 +133,7 @@ def confirm_cancel(job_id: str) -> tuple[dict[str, Any], int]:
     token = confirm_token(_body())
     job = deps.current().jobs.confirm_cancel(job_id, owner, token)
     count("CancelConfirmed")
-    return {"job_id": job.job_id, "status": job.status}, HTTPStatus.ACCEPTED
+    return {"job_id": job.job_id, "status": job.status}, HTTPStatus.ACCEPTED.value
 
 
 @logger.inject_lambda_context(clear_state=True, correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobstate.errors import InvalidRequest
-from jobstate.jobs import DEFAULT_PRESET, MAX_NAME_LENGTH, MAX_TOKEN_LENGTH
+from jobstate.jobs import MAX_NAME_LENGTH, MAX_TOKEN_LENGTH
 from jobstate.settings import Settings
+from jobstate.stages import DEFAULT_PRESET, PRESETS
 
-# The engine's presets (gpu_container.engine.context.PRESETS; the Lambda bundle cannot import it).
-PRESETS: tuple[str, ...] = ("draft", "standard", "high")
 # The largest request body accepted; every body of this API is a few hundred bytes.
 MAX_BODY_BYTES = 16 * 1024
 MAX_LIMIT_DIGITS = 6  # longer digit strings are refused before int() reads them

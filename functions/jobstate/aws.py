@@ -8,15 +8,21 @@ Lambda code calls these at module level, so the clients are made once per cold s
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 
 from jobstate.settings import Settings
 
 _lock = threading.Lock()
+# Service models read from disk, kept across sessions: reset_clients() makes a new session (fresh
+# credentials and endpoint) without reading the JSON models again.
+_loader = botocore.loaders.create_loader(os.environ.get("AWS_DATA_PATH"))
 _session: boto3.session.Session | None = None
 _clients: dict[tuple[str, int], Any] = {}
 _resources: dict[tuple[str, int], Any] = {}
@@ -34,7 +40,11 @@ def session() -> boto3.session.Session:
     global _session
     with _lock:
         if _session is None:
-            _session = boto3.session.Session()
+            core = botocore.session.get_session()
+            core.register_component("data_loader", _loader)
+            _session = boto3.session.Session(botocore_session=core)
+            # boto3 appends its data folder to the loader's search paths on every new session.
+            _loader.search_paths[:] = list(dict.fromkeys(_loader.search_paths))
         return _session
 
 

@@ -23,13 +23,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from jobstate import aws
 from jobstate.errors import CancelConflict, InvalidRequest, JobNotFound, StateConflict
 from jobstate.ids import new_job_id, parse_job_id
 from jobstate.settings import Settings
-from jobstate.stages import stage_named
+from jobstate.stages import DEFAULT_PRESET, PRESETS, stage_named
 
 # Statuses (DESIGN.md): CREATED -> QUEUED -> RUNNING -> SUCCEEDED | FAILED;
 # QUEUED/RUNNING -> CANCELLING -> CANCELLED.
@@ -51,7 +52,7 @@ CANCEL_CONFIRM_SK = "cancel#confirm"
 OWNER_INDEX = "by-owner"
 STATUS_INDEX = "by-status"
 
-DEFAULT_PRESET = "standard"
+
 MAX_NAME_LENGTH = 200
 MAX_OWNER_LENGTH = 256
 MAX_TOKEN_LENGTH = 128
@@ -80,53 +81,31 @@ def _progress_number(progress: float) -> Decimal:
     return Decimal(str(value))
 
 
+def _preset(value: object) -> str:
+    if value not in PRESETS:
+        raise InvalidRequest(f"preset must be one of {', '.join(PRESETS)}")
+    return str(value)
+
+
 def _text(value: object, what: str, max_length: int, *, allow_empty: bool = False) -> str:
     if not isinstance(value, str) or (not value and not allow_empty) or len(value) > max_length:
         raise InvalidRequest(f"{what} must be a string of at most {max_length} characters")
     return value
 
 
-# --- DynamoDB attribute values <-> Python (the subset the items use) -------------------------
+# --- DynamoDB attribute values <-> Python ------------------------------------------------------
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
 
 
 def _to_attr(value: Any) -> dict[str, Any]:
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, str):
-        return {"S": value}
-    if isinstance(value, int | Decimal):
-        return {"N": str(value)}
-    if isinstance(value, float):
-        return {"N": str(Decimal(str(value)))}
-    if value is None:
-        return {"NULL": True}
-    if isinstance(value, Mapping):
-        return {"M": {str(k): _to_attr(v) for k, v in value.items()}}
-    if isinstance(value, list | tuple):
-        return {"L": [_to_attr(v) for v in value]}
-    raise TypeError(f"cannot store {type(value).__name__} in DynamoDB")
-
-
-def _from_attr(attr: Mapping[str, Any]) -> Any:
-    (kind, raw) = next(iter(attr.items()))
-    if kind == "S":
-        return raw
-    if kind == "N":
-        number = Decimal(raw)
-        return int(number) if number == number.to_integral_value() and "." not in raw else float(number)
-    if kind == "BOOL":
-        return bool(raw)
-    if kind == "NULL":
-        return None
-    if kind == "M":
-        return {k: _from_attr(v) for k, v in raw.items()}
-    if kind == "L":
-        return [_from_attr(v) for v in raw]
-    raise TypeError(f"unexpected DynamoDB type {kind}")
+    return _serializer.serialize(value)
 
 
 def _from_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _from_attr(attr) for name, attr in item.items()}
+    """A table item as Python values (numbers come back as Decimal)."""
+    return {name: _deserializer.deserialize(attr) for name, attr in item.items()}
 
 
 def _values(**values: Any) -> dict[str, Any]:
@@ -196,7 +175,7 @@ class Job:
             execution_arn=item.get("execution_arn"),
             result=item.get("result"),
             error=item.get("error"),
-            purged=item.get("purged"),
+            purged={k: int(v) for k, v in item["purged"].items()} if item.get("purged") else None,
         )
 
     def to_public(self) -> dict[str, Any]:
@@ -351,7 +330,7 @@ class JobStore:
             job_id=job_id,
             owner=_text(owner, "owner", MAX_OWNER_LENGTH),
             status=status,
-            preset=_text(preset, "preset", MAX_NAME_LENGTH),
+            preset=_preset(preset),
             name=None if name is None else _text(name, "name", MAX_NAME_LENGTH, allow_empty=True),
             created_at=now,
             updated_at=now,
@@ -428,7 +407,7 @@ class JobStore:
         values = _values(
             running=RUNNING,
             progress=_progress_number(progress),
-            message=_text(message, "message", MAX_MESSAGE_LENGTH, allow_empty=True),
+            message=str(message)[:MAX_MESSAGE_LENGTH],  # a long message is cut, never refused
             now=self._now(),
         )
         job = self._update(
@@ -477,6 +456,8 @@ class JobStore:
             if _error_code(error) != _TRANSACTION_CANCELLED:
                 raise
             job = self.get_owned(job_id, owner)  # JobNotFound for a missing job or another owner
+            if job.status in ACTIVE:  # a concurrent write to the job (TransactionConflict)
+                raise StateConflict("the job changed while the cancel was requested; try again") from error
             raise StateConflict(f"a {job.status} job cannot be cancelled") from error
         return request
 

@@ -1,4 +1,7 @@
-"""The six pipeline stages, in order, with the progress band each one covers (DESIGN.md)."""
+"""The six pipeline stages, in order, with the progress band each one covers (DESIGN.md), and the presets.
+
+Pure Python: the Lambda handlers, the stage runner and the engine all read these names from here.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +29,10 @@ STAGES: tuple[Stage, ...] = (
     Stage("mesh", 5, 80.0, 90.0),
     Stage("export", 6, 90.0, 100.0),
 )
+# Quality presets a job may ask for; every engine stage has parameters for each.
+PRESETS: tuple[str, ...] = ("draft", "standard", "high")
+DEFAULT_PRESET = "standard"
+
 STAGE_NAMES: tuple[str, ...] = tuple(stage.name for stage in STAGES)
 _BY_NAME = {stage.name: stage for stage in STAGES}
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import torch
 
-PRESETS = ("draft", "standard", "high")
+from jobstate.stages import PRESETS
+
+__all__ = ["PRESETS", "CaptureError", "StageCancelled", "StageContext", "Stopwatch", "default_device"]
 
 ProgressCallback = Callable[[float, str], None]
 StopCheck = Callable[[], bool]

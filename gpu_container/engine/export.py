@@ -1,10 +1,12 @@
 """Stage `export`: the final mesh in the capture's WORLD frame, a preview image and the job report.
 
-Reads ``work/mesh/mesh.ply`` (box frame), ``work/preprocess/scene.npz`` and every
-``work/<stage>/stage.json``; writes ``output/model.glb``, ``model.obj``, ``model.ply``,
+Reads ``work/mesh/`` (box frame: ``mesh.ply`` and, with a texture preset, the atlas),
+``work/preprocess/scene.npz`` and every ``work/<stage>/stage.json``; writes ``output/model.glb``,
+``model.obj`` (+ ``model.mtl`` and ``model.png`` when textured), ``model.ply`` (vertex colours),
 ``preview.png`` and ``report.json``. The held-out figures render the mesh into the views the
 preprocess stage kept out of fitting: mask IoU, and PSNR over the union of the rendered and the
-captured silhouettes (both composited on black, unlit vertex colours against the photograph).
+captured silhouettes (both composited on black, the unlit texture or vertex colours against the
+photograph).
 """
 
 from __future__ import annotations
@@ -14,17 +16,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import trimesh
 from PIL import Image
+from trimesh.exchange.obj import export_obj
 
 from gpu_container.engine.context import StageContext, Stopwatch
-from gpu_container.engine.mesh import MESH_FILE, write_stage_json
 from gpu_container.engine.mesh import STAGE as MESH_STAGE
+from gpu_container.engine.mesh import ColoredMesh, write_stage_json
 from gpu_container.engine.render import RayCaster, render, scene_camera, shaded_rgba
 from gpu_container.engine.scene import Scene
 
 STAGE = "export"
-MODEL_FILES = ("model.glb", "model.obj", "model.ply")
+GLB_FILE, OBJ_FILE, PLY_FILE, MTL_FILE = "model.glb", "model.obj", "model.ply", "model.mtl"
+MATERIAL_NAME = "model"  # the OBJ's texture is written as <material>.png
 PREVIEW_FILE = "preview.png"
 REPORT_FILE = "report.json"
 # Grid volumes whose resolution the report names: (stage, file, array).
@@ -34,7 +37,7 @@ GRID_FILES = (("hull", "hull.npz", "occupancy"), ("reconstruct", "field.npz", "s
 @dataclass(frozen=True)
 class ExportParams:
     preview_width: int  # pixels; the preview uses the first held-out camera (else view 0) at this width
-    preview_ambient: float = 0.35  # share of the preview's light that does not depend on the normal
+    preview_ambient: float = 0.5  # share of the preview's light that does not depend on the normal
     mask_threshold: int = 128  # a captured mask pixel is object from this value up
     psnr_cap: float = 100.0  # dB reported for a pixel-perfect view (the MSE is zero)
 
@@ -53,13 +56,6 @@ def params_for(preset: str) -> ExportParams:
         raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(_PRESETS)}") from None
 
 
-def vertex_colors(mesh: trimesh.Trimesh) -> np.ndarray:
-    """(V, 3) float [0, 1] vertex colours of ``mesh`` (mid grey when it carries none)."""
-    if mesh.visual.kind == "vertex":
-        return np.asarray(mesh.visual.vertex_colors[:, :3], dtype=np.float64) / 255.0
-    return np.full((len(mesh.vertices), 3), 0.5)
-
-
 def psnr(rendered: np.ndarray, captured: np.ndarray, region: np.ndarray, cap: float) -> float:
     """PSNR (dB) of ``rendered`` against ``captured`` ((H, W, 3) float [0, 1]) over ``region (H, W)``."""
     if not region.any():
@@ -68,10 +64,10 @@ def psnr(rendered: np.ndarray, captured: np.ndarray, region: np.ndarray, cap: fl
     return cap if mse <= 10.0 ** (-cap / 10.0) else float(-10.0 * np.log10(mse))
 
 
-def holdout_figures(mesh: trimesh.Trimesh, scene: Scene, params: ExportParams) -> dict:
+def holdout_figures(mesh: ColoredMesh, scene: Scene, params: ExportParams) -> dict:
     """Mask IoU and PSNR of the box-frame ``mesh`` rendered into each held-out view, and their means."""
     caster = RayCaster(mesh.vertices, mesh.faces)
-    colors = vertex_colors(mesh)
+    colors = mesh.surface_colors()
     per_view = []
     for view in scene.holdout:
         rendered = render(caster, colors, scene_camera(scene, int(view)))
@@ -95,12 +91,18 @@ def holdout_figures(mesh: trimesh.Trimesh, scene: Scene, params: ExportParams) -
     }
 
 
-def preview(mesh: trimesh.Trimesh, scene: Scene, params: ExportParams) -> np.ndarray:
+def preview(mesh: ColoredMesh, scene: Scene, params: ExportParams) -> np.ndarray:
     """(H, W, 4) uint8 shaded, coloured render of the box-frame ``mesh`` from a capture camera."""
     view = int(scene.holdout[0]) if len(scene.holdout) else 0
     camera = scene_camera(scene, view).resized(params.preview_width)
-    rendered = render(RayCaster(mesh.vertices, mesh.faces), vertex_colors(mesh), camera)
+    rendered = render(RayCaster(mesh.vertices, mesh.faces), mesh.surface_colors(), camera)
     return shaded_rgba(rendered, params.preview_ambient)
+
+
+def world_bounds(mesh: ColoredMesh, box_to_world: np.ndarray) -> list[list[float]]:
+    """[[min x, y, z], [max x, y, z]] of the mesh in the world frame."""
+    world = mesh.vertices @ box_to_world[:3, :3].T + box_to_world[:3, 3]
+    return [world.min(axis=0).tolist(), world.max(axis=0).tolist()]
 
 
 def stage_records(work_dir: Path) -> dict[str, dict]:
@@ -119,23 +121,40 @@ def grid_sizes(work_dir: Path) -> dict[str, int]:
     return sizes
 
 
-def write_models(world_mesh: trimesh.Trimesh, output_dir: Path) -> list[str]:
-    for name in MODEL_FILES:
-        world_mesh.export(output_dir / name)
-    return list(MODEL_FILES)
+def write_models(mesh: ColoredMesh, box_to_world: np.ndarray, output_dir: Path) -> list[str]:
+    """The models in the world frame; returns the names written.
+
+    ``model.ply`` always carries vertex colours. With a texture atlas, ``model.glb`` embeds it and
+    ``model.obj`` references ``model.mtl`` and ``model.png``; without, both carry vertex colours.
+    """
+    for stale in (GLB_FILE, OBJ_FILE, PLY_FILE, MTL_FILE, f"{MATERIAL_NAME}.png"):  # an earlier run's
+        (output_dir / stale).unlink(missing_ok=True)
+    colored = mesh.to_trimesh().apply_transform(box_to_world)
+    colored.export(output_dir / PLY_FILE)
+    if mesh.atlas is None:
+        colored.export(output_dir / GLB_FILE)
+        colored.export(output_dir / OBJ_FILE)
+        return [GLB_FILE, OBJ_FILE, PLY_FILE]
+    textured = mesh.to_textured_trimesh().apply_transform(box_to_world)
+    textured.visual.material.name = MATERIAL_NAME
+    textured.export(output_dir / GLB_FILE)
+    text, companions = export_obj(textured, return_texture=True, mtl_name=MTL_FILE, include_normals=True)
+    (output_dir / OBJ_FILE).write_text(text)
+    for name, data in companions.items():
+        (output_dir / name).write_bytes(data)
+    return [GLB_FILE, OBJ_FILE, *sorted(companions), PLY_FILE]
 
 
 def run(ctx: StageContext) -> dict:
     clock = Stopwatch()
     params = params_for(ctx.preset)
     work_dir = ctx.job_dir / "work"
-    box_mesh = trimesh.load(work_dir / MESH_STAGE / MESH_FILE, process=False, force="mesh")
+    box_mesh = ColoredMesh.load(work_dir / MESH_STAGE)
     scene = Scene.load(work_dir / "preprocess")
     output_dir = ctx.output_dir
 
     ctx.on_progress(0.0, "writing models")
-    world_mesh = box_mesh.copy().apply_transform(scene.box_to_world)
-    outputs = write_models(world_mesh, output_dir)
+    outputs = write_models(box_mesh, scene.box_to_world, output_dir)
     ctx.check_stop()
     ctx.on_progress(0.3, "rendering preview")
     Image.fromarray(preview(box_mesh, scene, params)).save(output_dir / PREVIEW_FILE)
@@ -157,9 +176,10 @@ def run(ctx: StageContext) -> dict:
         "grid": grid_sizes(work_dir),
         "faces": {
             **{key: value for key, value in mesh_record.items() if key.startswith("faces_")},
-            "final": len(world_mesh.faces),
+            "final": len(box_mesh.faces),
         },
-        "vertices": len(world_mesh.vertices),
+        "vertices": len(box_mesh.vertices),
+        "texture": None if box_mesh.atlas is None else list(box_mesh.atlas.image.shape[:2]),
         "views": {
             "total": scene.num_views,
             "training": len(scene.training_views),
@@ -167,7 +187,7 @@ def run(ctx: StageContext) -> dict:
         },
         "image_size": list(scene.image_size),
         "holdout": holdout,
-        "bounds_world": np.asarray(world_mesh.bounds).tolist(),
+        "bounds_world": world_bounds(box_mesh, scene.box_to_world),
         "outputs": [*outputs, REPORT_FILE],
         "stages": records,
     }

@@ -12,6 +12,7 @@ import re
 import stat
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,7 @@ def read_entry(archive: zipfile.ZipFile, name: str) -> bytes:
     try:
         with archive.open(info) as entry:
             return entry.read(info.file_size)
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as error:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError) as error:
         raise CaptureError("corrupt_archive", f"entry {name} cannot be read ({error})") from None
 
 

@@ -1,13 +1,15 @@
 """Stage `mesh`: the reconstructed signed-distance field to a clean, decimated, coloured triangle mesh.
 
 Reads ``work/reconstruct/field.npz`` (sdf, color, resolution) and ``work/preprocess/scene.npz``;
-writes ``work/mesh/mesh.ply`` in BOX coordinates with per-vertex colours, and ``stage.json``.
+writes to ``work/mesh/``, in BOX coordinates: ``mesh.ply`` (shared vertices, per-vertex colours),
+with a texture preset also ``texture.png`` + ``texture_uv.npy`` (the atlas, ``texture.py``), and
+``stage.json``.
 
 Steps: marching cubes at level 0 (faces wound so normals point away from negative SDF), the largest
 connected component, faces that no training view sees (centre in the image, front-facing,
 unoccluded) removed, decimation to the preset's face budget, then per-vertex colours blended from
 the best-facing views that see the vertex unoccluded and inside their silhouette (the colour grid
-fills the vertices that no view sees).
+fills the vertices that no view sees), and the texture atlas when the preset asks for one.
 """
 
 from __future__ import annotations
@@ -19,35 +21,62 @@ from pathlib import Path
 import fast_simplification
 import numpy as np
 import trimesh
+from PIL import Image
 from scipy.ndimage import map_coordinates
 from skimage.measure import marching_cubes
+from trimesh.visual import TextureVisuals
+from trimesh.visual.material import SimpleMaterial
 
+from gpu_container.engine import texture
 from gpu_container.engine.context import CaptureError, StageContext, Stopwatch
-from gpu_container.engine.render import RayCaster, face_normals, sample_bilinear, scene_camera
+from gpu_container.engine.render import (
+    RayCaster,
+    SurfaceColors,
+    face_normals,
+    texture_lookup,
+    vertex_color_lookup,
+    vertex_normals,
+)
 from gpu_container.engine.scene import Scene
+from gpu_container.engine.texture import Atlas, TextureParams
+from gpu_container.engine.visibility import TopViews, ViewProgress, photo_samples, sightings
 
 STAGE = "mesh"
 MESH_FILE = "mesh.ply"
+TEXTURE_FILE = "texture.png"  # only when the preset bakes a texture atlas
+TEXTURE_UV_FILE = "texture_uv.npy"  # (F, 3, 2) float32 texture coordinates of each face's corners
+WORK_PNG_COMPRESSION = 1  # zlib level of the intermediate texture: fast, it is read once by export
+WHITE = (255, 255, 255, 255)  # material colour: the texture alone sets the surface colour
 FIELD_FILE = "field.npz"
 
 
 @dataclass(frozen=True)
 class MeshParams:
     target_faces: int  # decimation budget
+    texture_cell: int  # texels a side per atlas cell (two faces); 0 = vertex colours only
     min_facing_cos: float = 0.05  # a view sees a face/vertex only when cos(normal, to-camera) exceeds this
-    occlusion_tolerance_voxels: float = (
-        0.5  # a ray hit this close to the point (in voxels) is the point itself
-    )
-    color_views: int = 3  # number of best-facing views blended into each vertex colour
+    occlusion_tolerance_voxels: float = 0.5  # a ray hit this close to the point (in voxels) is the point
+    color_views: int = 3  # number of best-facing views blended into each vertex colour / texel
     color_cos_power: float = 4.0  # weight of a view = cos ** power, favouring views that face the surface
-    mask_threshold: int = 128  # a projected vertex samples colour only where the mask is at least this
+    mask_threshold: int = 128  # a projected point samples colour only where the mask is at least this
     decimation_aggression: float = 7.0  # fast-simplification `agg` (0 = slow and faithful, 10 = fast)
+    texture_max_side: int = 4096  # texels; the atlas cells shrink rather than grow past this
+
+    def texture_params(self) -> TextureParams:
+        return TextureParams(
+            cell=self.texture_cell,
+            max_side=self.texture_max_side,
+            views_per_face=self.color_views,
+            cos_power=self.color_cos_power,
+            min_facing_cos=self.min_facing_cos,
+            mask_threshold=self.mask_threshold,
+        )
 
 
 _PRESETS = {
-    "draft": MeshParams(target_faces=20_000, color_views=2),
-    "standard": MeshParams(target_faces=100_000),
-    "high": MeshParams(target_faces=300_000, decimation_aggression=5.0),
+    "draft": MeshParams(target_faces=20_000, texture_cell=0, color_views=2),
+    "standard": MeshParams(target_faces=100_000, texture_cell=8),
+    "high": MeshParams(target_faces=300_000, texture_cell=10, decimation_aggression=5.0),
 }
 
 
@@ -102,26 +131,21 @@ def seen_faces(
     ctx: StageContext | None = None,
 ) -> np.ndarray:
     """(F,) bool: some training view sees the face centre in its image, front-facing and unoccluded."""
-    caster = RayCaster(vertices, faces)
-    centers = vertices[faces].mean(axis=1)
-    normals = face_normals(vertices, faces)
-    face_ids = np.arange(len(faces))
     seen = np.zeros(len(faces), dtype=bool)
-    views = scene.training_views
-    for number, view in enumerate(views):
-        if ctx is not None:
-            ctx.check_stop()
-            ctx.on_progress(0.2 + 0.4 * number / len(views), f"visibility in view {number + 1}/{len(views)}")
-        camera = scene_camera(scene, view)
-        uv, depth = camera.project(centers)
-        to_camera = camera.center - centers
-        facing = np.sum(normals * to_camera, axis=1) > params.min_facing_cos * np.linalg.norm(
-            to_camera, axis=1
-        )
-        candidates = np.flatnonzero(camera.in_image(uv, depth) & facing & ~seen)
-        if len(candidates):
-            visible = caster.unoccluded(centers[candidates], camera.center, tolerance, face_ids[candidates])
-            seen[candidates[visible]] = True
+    pending = np.ones(len(faces), dtype=bool)  # faces not yet seen: the only ones worth a ray
+    for sighting in sightings(
+        vertices[faces].mean(axis=1),
+        face_normals(vertices, faces),
+        scene,
+        RayCaster(vertices, faces),
+        params.min_facing_cos,
+        tolerance,
+        point_faces=np.arange(len(faces)),
+        pending=pending,
+        on_view=_view_progress(ctx, 0.2, 0.6, "visibility"),
+    ):
+        seen[sighting.points] = True
+        pending[sighting.points] = False
     return seen
 
 
@@ -159,43 +183,44 @@ def view_colors(
     """Per-vertex colours ``(V, 3)`` float [0, 1] from the best-facing views, and ``(V,)`` bool seen-by-any.
 
     Each training view that sees a vertex (inside the image and its silhouette, front-facing,
-    unoccluded) offers the bilinear image colour with weight cos**power; the ``color_views``
-    highest weights are blended.
+    unoccluded) is weighted cos**power; the ``color_views`` heaviest are blended (bilinear samples).
     """
     caster = RayCaster(vertices, faces)
-    normals = caster.vertex_normals
-    count = len(vertices)
-    best_weight = np.zeros((count, params.color_views))
-    best_color = np.zeros((count, params.color_views, 3))
-    rows = np.arange(count)
-    views = scene.training_views
-    for number, view in enumerate(views):
-        if ctx is not None:
-            ctx.check_stop()
-            ctx.on_progress(0.7 + 0.25 * number / len(views), f"colours from view {number + 1}/{len(views)}")
-        camera = scene_camera(scene, view)
-        uv, depth = camera.project(vertices)
-        to_camera = camera.center - vertices
-        cos = np.sum(normals * to_camera, axis=1) / np.maximum(np.linalg.norm(to_camera, axis=1), 1e-12)
-        candidates = np.flatnonzero(camera.in_image(uv, depth) & (cos > params.min_facing_cos))
-        pixels = np.floor(uv[candidates]).astype(np.int64)
-        inside = scene.masks[view][pixels[:, 1], pixels[:, 0]] >= params.mask_threshold
-        candidates = candidates[inside]
-        candidates = candidates[caster.unoccluded(vertices[candidates], camera.center, tolerance)]
-        weight = cos[candidates] ** params.color_cos_power
-        # Streaming top-k: replace each vertex's weakest kept view when this one faces it better.
-        slot = np.argmin(best_weight[candidates], axis=1)
-        better = weight > best_weight[candidates, slot]
-        target_rows, target_slots = rows[candidates[better]], slot[better]
-        best_weight[target_rows, target_slots] = weight[better]
-        best_color[target_rows, target_slots] = (
-            sample_bilinear(scene.images[view], uv[candidates[better]]) / 255.0
-        )
-    total = best_weight.sum(axis=1)
-    seen = total > 0
-    colors = np.zeros((count, 3))
-    colors[seen] = np.einsum("vk,vkc->vc", best_weight[seen], best_color[seen]) / total[seen, None]
-    return colors, seen
+    best = TopViews(len(vertices), params.color_views)
+    for sighting in sightings(
+        vertices,
+        caster.vertex_normals,
+        scene,
+        caster,
+        params.min_facing_cos,
+        tolerance,
+        mask_threshold=params.mask_threshold,
+        on_view=_view_progress(ctx, 0.7, 0.9, "colours"),
+    ):
+        best.offer(sighting.points, sighting.cos**params.color_cos_power, sighting.view)
+    color_sum = np.zeros((len(vertices), 3))
+    weight_sum = np.zeros(len(vertices))
+    for view in best.kept_views:
+        rows, share = best.normalised_weight(int(view))
+        samples, coverage = photo_samples(scene, int(view), vertices[rows])
+        color_sum[rows] += (share * coverage)[:, None] * samples
+        weight_sum[rows] += share * coverage
+    colored = weight_sum > 0
+    colors = np.zeros((len(vertices), 3))
+    colors[colored] = color_sum[colored] / weight_sum[colored, None]
+    return colors, colored
+
+
+def _view_progress(ctx: StageContext | None, start: float, end: float, what: str) -> ViewProgress | None:
+    """A per-view callback that checks for a stop and reports ``what`` between ``start`` and ``end``."""
+    if ctx is None:
+        return None
+
+    def report(done: int, total: int) -> None:
+        ctx.check_stop()
+        ctx.on_progress(start + (end - start) * done / total, f"{what} {done + 1}/{total}")
+
+    return report
 
 
 # --- the stage -----------------------------------------------------------------------------------
@@ -206,11 +231,67 @@ class ColoredMesh:
     vertices: np.ndarray  # (V, 3) box frame
     faces: np.ndarray  # (F, 3)
     colors: np.ndarray  # (V, 3) float [0, 1]
+    atlas: Atlas | None = None  # the texture, when the preset bakes one
 
     def to_trimesh(self) -> trimesh.Trimesh:
+        """Shared vertices with vertex colours (what ``mesh.ply`` holds)."""
         rgba = np.full((len(self.vertices), 4), 255, dtype=np.uint8)
         rgba[:, :3] = np.round(np.clip(self.colors, 0.0, 1.0) * 255).astype(np.uint8)
-        return trimesh.Trimesh(self.vertices, self.faces, vertex_colors=rgba, process=False)
+        normals = vertex_normals(self.vertices, self.faces)  # smooth shading in viewers (glTF: else flat)
+        return trimesh.Trimesh(
+            self.vertices, self.faces, vertex_normals=normals, vertex_colors=rgba, process=False
+        )
+
+    def to_textured_trimesh(self) -> trimesh.Trimesh:
+        """Three vertices per face (each with its own texture coordinate), smooth normals kept."""
+        if self.atlas is None:
+            raise ValueError("this mesh has no texture atlas")
+        corners = self.faces.reshape(-1)
+        textured = trimesh.Trimesh(
+            vertices=self.vertices[corners],
+            faces=np.arange(len(corners)).reshape(-1, 3),
+            vertex_normals=vertex_normals(self.vertices, self.faces)[corners],
+            visual=TextureVisuals(
+                uv=self.atlas.face_uv.reshape(-1, 2),
+                material=SimpleMaterial(
+                    image=Image.fromarray(self.atlas.image), diffuse=WHITE, ambient=WHITE
+                ),
+            ),
+            process=False,
+        )
+        return textured
+
+    def surface_colors(self) -> SurfaceColors:
+        """The colour lookup a renderer uses: the texture when there is one, else the vertex colours."""
+        if self.atlas is not None:
+            return texture_lookup(self.atlas.face_uv, self.atlas.image)
+        return vertex_color_lookup(self.faces, self.colors)
+
+    def save(self, folder: Path) -> None:
+        """``mesh.ply`` (vertex colours); with a texture also ``texture.png`` and ``texture_uv.npy``."""
+        self.to_trimesh().export(folder / MESH_FILE)
+        for stale in (TEXTURE_FILE, TEXTURE_UV_FILE):  # from an earlier run with another preset
+            (folder / stale).unlink(missing_ok=True)
+        if self.atlas is not None:
+            Image.fromarray(self.atlas.image).save(folder / TEXTURE_FILE, compress_level=WORK_PNG_COMPRESSION)
+            np.save(folder / TEXTURE_UV_FILE, self.atlas.face_uv.astype(np.float32))
+
+    @classmethod
+    def load(cls, folder: Path) -> ColoredMesh:
+        loaded = trimesh.load(folder / MESH_FILE, process=False, force="mesh")
+        colors = np.asarray(loaded.visual.vertex_colors[:, :3], dtype=np.float64) / 255.0
+        atlas = None
+        if (folder / TEXTURE_FILE).exists():
+            with Image.open(folder / TEXTURE_FILE) as image:
+                atlas = Atlas(
+                    face_uv=np.load(folder / TEXTURE_UV_FILE).astype(np.float64),
+                    image=np.asarray(image.convert("RGB")),
+                )
+            if len(atlas.face_uv) != len(loaded.faces):
+                raise ValueError(
+                    f"{folder / TEXTURE_UV_FILE} does not match the faces of {folder / MESH_FILE}"
+                )
+        return cls(np.asarray(loaded.vertices), np.asarray(loaded.faces, dtype=np.int64), colors, atlas)
 
 
 def build_mesh(
@@ -240,7 +321,20 @@ def build_mesh(
     if not colored.all():
         colors[~colored] = np.clip(sample_grid(color_grid, vertices[~colored]), 0.0, 1.0)
     counts["vertices_colored_from_grid"] = int((~colored).sum())
-    return ColoredMesh(vertices, faces, colors), counts
+    atlas = None
+    if params.texture_cell:
+        atlas = texture.bake(
+            vertices,
+            faces,
+            colors,
+            scene,
+            params.texture_params(),
+            tolerance,
+            on_view=_view_progress(ctx, 0.9, 0.94, "texture visibility"),
+            on_sample=_view_progress(ctx, 0.94, 0.99, "texture"),
+        )
+        counts["texture_side"] = int(atlas.image.shape[0])
+    return ColoredMesh(vertices, faces, colors, atlas), counts
 
 
 def run(ctx: StageContext) -> dict:
@@ -253,7 +347,7 @@ def run(ctx: StageContext) -> dict:
     ctx.on_progress(0.0, "marching cubes")
     mesh, counts = build_mesh(sdf, color_grid, scene, params, ctx)
     out_dir = ctx.work_dir(STAGE)
-    mesh.to_trimesh().export(out_dir / MESH_FILE)
+    mesh.save(out_dir)
     figures = {
         "stage": STAGE,
         "seconds": round(clock.seconds, 3),

@@ -41,6 +41,11 @@ def prepare_job_folder(capture: Path, job_dir: Path) -> Path:
     if not capture.exists():
         raise FileNotFoundError(f"capture not found: {capture}")
     for name in JOB_FOLDERS:
+        if capture.resolve().is_relative_to((job_dir / name).resolve()):
+            raise ValueError(
+                f"the capture {capture} lies in {job_dir / name}, which a run clears: move it out"
+            )
+    for name in JOB_FOLDERS:
         shutil.rmtree(job_dir / name, ignore_errors=True)
     input_dir = job_dir / "input"
     input_dir.mkdir(parents=True)

@@ -31,12 +31,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from gpu_container.engine import grids, hull
 from gpu_container.engine.cameras import batched_pixel_rays
 from gpu_container.engine.context import CaptureError, StageContext, Stopwatch
+from gpu_container.engine.photo_carving import CarveSettings, StackedViews, photo_findings
 from gpu_container.engine.scene import Scene
-from gpu_container.engine.volume_render import RaySampling, ray_box, render_rays
+from gpu_container.engine.volume_render import RaySampling, find_surface, ray_box, render_rays
 
 STAGE = "reconstruct"
 FIELD_FILE = "field.npz"
@@ -64,6 +66,19 @@ class ReconstructParams:
     rgb_erode_pixels: int = 1  # colour is supervised inside the silhouettes eroded by this much
     bounds_margin_voxels: float = 3.0  # rays are sampled inside the hull's box grown by this much
     background: tuple[float, float, float] = (0.5, 0.5, 0.5)  # composited behind partial opacity
+    carve_max_side: int = 64  # carving passes look at pixels of a grid at most this many a side (0: off)
+    carve_chunk_rays: int = 2048
+    carve_neighbours: int = 4  # nearest views compared with each ray's own view
+    carve_candidates: int = 32  # depths swept behind the current surface
+    carve_depth: float = 1.0  # box units swept behind the current surface
+    carve_patch_pixels: float = 1.0  # patch spacing in pixels
+    carve_min_gain: float = 0.3  # a deeper depth must cut the colour cost by this fraction
+    carve_min_cost: float = 0.03  # surfaces that already agree this well (0..1 colour) are kept
+    carve_keep_steps: int = 1  # free space stops this many candidates before the better depth
+    carve_votes: int = 2  # free-space findings that carve a voxel out of the shape ...
+    carve_ratio: float = 2.0  # ... when they outnumber the findings of a surface there this many times
+    carve_closing: int = 1  # binary closing of the carved voxels (fills the gaps between rays)
+    carve_passes: int = 2  # carving passes at the start of each level
     eval_max_side: int = 96  # held-out views are rendered at most this many pixels on a side
     eval_chunk_rays: int = 8192
     progress_seconds: float = 0.5  # at most one progress report per this many seconds
@@ -114,7 +129,7 @@ class Views:
         self.device = device
 
     def rays(self, flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Origins, directions, observed colour (M, 3), mask value (M,), colour-supervised flag (M,)."""
+        """View (M,), origins, directions, observed colour (M, 3), mask value (M,), colour-supervised flag."""
         pixels = self.height * self.width
         view = flat // pixels
         row = (flat % pixels) // self.width
@@ -124,7 +139,7 @@ class Views:
             self.cam_to_box, self.intrinsics, view, uv, self.intrinsics_inverse
         )
         colour = self.images[view, row, col].to(torch.float32) / 255.0
-        return origins, dirs, colour, self.masks[view, row, col], self.rgb_masks[view, row, col]
+        return view, origins, dirs, colour, self.masks[view, row, col], self.rgb_masks[view, row, col]
 
     def draw(self, count: int, generator: torch.Generator) -> torch.Tensor:
         """(count,) flat pixel indices, drawn uniformly from the candidate pixels."""
@@ -240,13 +255,130 @@ def _render(
     )
 
 
-def _initial_field(
-    occupancy: np.ndarray, level: float, resolution: int, device: torch.device
-) -> torch.Tensor:
-    """(1, R, R, R) SDF from the hull occupancy resampled onto the first level's grid."""
-    volume = torch.from_numpy(occupancy)[None].to(torch.float32)
-    inside = grids.resample(volume, resolution)[0].numpy() >= level
-    return grids.to_zyx(torch.from_numpy(grids.signed_distance(inside))[None]).contiguous().to(device)
+class Fitting:
+    """Everything one optimisation step needs besides the model: views, bounds, carving, random draws."""
+
+    def __init__(
+        self, scene: Scene, occupancy: np.ndarray, level: float, params: ReconstructParams, device, seed: int
+    ):
+        self.params = params
+        self.device = device
+        self.generator = torch.Generator().manual_seed(seed)
+        self.views = Views(scene, scene.training_views, params, device)
+        self.hull_inside = occupancy >= level
+        # The hull's signed distance at its own resolution (to_zyx layout): the shape starts as it and
+        # never leaves it (the hull contains the object).
+        hull_sdf = torch.from_numpy(grids.signed_distance(self.hull_inside))[None]
+        self.hull_sdf = grids.to_zyx(hull_sdf).contiguous().to(device)
+        self.stacked = StackedViews(
+            self.views.images, self.views.cam_to_box, self.views.intrinsics, params.carve_neighbours
+        )
+        self.carve_settings = CarveSettings(
+            depth_candidates=params.carve_candidates,
+            depth_step=params.carve_depth / params.carve_candidates,
+            patch_pixels=params.carve_patch_pixels,
+            min_gain=params.carve_min_gain,
+            min_surface_cost=params.carve_min_cost,
+            keep_margin_steps=params.carve_keep_steps,
+        )
+
+    def inside_hull(self, points: torch.Tensor) -> torch.Tensor:
+        return grids.sample_zyx(self.hull_sdf, points)[:, 0] < 0
+
+    def hull_sdf_at(self, resolution: int) -> torch.Tensor:
+        """(1, R, R, R) the hull's signed distance resampled onto a level's grid (to_zyx layout)."""
+        return grids.resample(self.hull_sdf, resolution).contiguous()
+
+    def losses(self, model: FieldModel, bounds: Bounds, width: float) -> dict[str, torch.Tensor]:
+        """The weighted loss terms of one batch of rays (``total`` is their sum).
+
+        As a side effect the rays' photo-consistency findings are added to the carving votes.
+        """
+        params = self.params
+        flat = self.views.draw(params.rays_per_batch, self.generator)
+        _, origins, dirs, colour, mask, rgb_mask = self.views.rays(flat)
+        jitter = torch.rand(len(flat), generator=self.generator).to(self.device) - 0.5
+        rendered = _render(model, bounds, origins, dirs, width, params, jitter)
+        rgb_error = (rendered.rgb - colour).abs().sum(dim=1)
+        terms = {
+            "rgb": (rgb_error * rgb_mask).sum() / rgb_mask.sum().clamp(min=1),
+            "mask": F.binary_cross_entropy(rendered.opacity.clamp(1e-4, 1.0 - 1e-4), mask),
+        }
+        samples = rendered.points.reshape(-1, 3)
+        chosen = torch.randint(len(samples), (params.regulariser_points,), generator=self.generator)
+        terms["eikonal"], terms["smooth"] = regularisers(model, samples[chosen.to(self.device)].detach())
+        weights = {
+            "rgb": params.weight_rgb,
+            "mask": params.weight_mask,
+            "eikonal": params.weight_eikonal,
+            "smooth": params.weight_smooth,
+        }
+        terms["total"] = sum(weights[name] * value for name, value in terms.items())
+        return terms
+
+    @torch.no_grad()
+    def carve(self, model: FieldModel, bounds: Bounds, ctx: StageContext | None) -> int:
+        """One carving pass over the training views; returns the number of voxels carved out.
+
+        Rays through a grid of pixels inside every silhouette find their current surface, sweep deeper
+        for photo-consistency and vote: free space in front of a clearly better depth, surface at it. A
+        voxel with ``carve_votes`` free votes, ``carve_ratio`` times its surface votes, is removed from
+        the shape (CSG difference on the SDF: f = max(f, -f_carved)).
+        """
+        params = self.params
+        if params.carve_max_side <= 0:
+            return 0
+        views = self.views
+        stride = max(1, math.ceil(max(views.height, views.width) / params.carve_max_side))
+        rows = torch.arange(stride // 2, views.height, stride, device=self.device)
+        cols = torch.arange(stride // 2, views.width, stride, device=self.device)
+        picked = views.rgb_masks[:, rows][:, :, cols]  # (N, h, w)
+        view, row, col = torch.nonzero(picked, as_tuple=True)
+        flat = (view * views.height + rows[row]) * views.width + cols[col]
+        resolution = model.resolution
+        free_votes = torch.zeros(resolution**3, device=self.device)
+        surface_votes = torch.zeros(resolution**3, device=self.device)
+        search = max(8, math.ceil(bounds.diagonal / (params.search_step_voxels * model.voxel)))
+        for start in range(0, len(flat), params.carve_chunk_rays):
+            if ctx is not None:
+                ctx.check_stop()
+            ray_view, origins, dirs, *_ = views.rays(flat[start : start + params.carve_chunk_rays])
+            near, far = bounds.clip(origins, dirs)
+            surface, hit = find_surface(model.sdf_lookup, origins, dirs, near, far, search)
+            free, found = photo_findings(
+                self.stacked,
+                ray_view[hit],
+                origins[hit],
+                dirs[hit],
+                surface[hit],
+                self.inside_hull,
+                self.carve_settings,
+            )
+            free_votes.index_add_(0, _voxel_index(free, resolution), free.new_ones(len(free)))
+            surface_votes.index_add_(0, _voxel_index(found, resolution), found.new_ones(len(found)))
+        carved = (free_votes >= params.carve_votes) & (free_votes >= params.carve_ratio * surface_votes)
+        carved = carved.reshape((resolution,) * 3).cpu().numpy()  # to_zyx layout, like the field
+        if not carved.any():
+            return 0
+        carved = ndimage.binary_closing(carved, iterations=params.carve_closing)
+        # What the carving cut off from the main body (floaters in a cavity) goes as well.
+        remaining = (model.sdf[0] < 0).cpu().numpy() & ~carved
+        labels, count = ndimage.label(remaining)
+        if count > 1:
+            sizes = np.bincount(labels.ravel())
+            sizes[0] = 0
+            carved |= (labels != 0) & (labels != sizes.argmax())
+        if carved.all():
+            return 0
+        carved_sdf = torch.from_numpy(grids.signed_distance(carved)).to(self.device)
+        model.field[0] = torch.maximum(model.field[0], -carved_sdf)
+        return int(carved.sum())
+
+
+def _voxel_index(points: torch.Tensor, resolution: int) -> torch.Tensor:
+    """(P,) flat indices, in ``to_zyx`` layout, of the grid samples nearest to points (P, 3)."""
+    index = ((points + 1.0) * 0.5 * (resolution - 1)).round().long().clamp(0, resolution - 1)
+    return (index[:, 2] * resolution + index[:, 1]) * resolution + index[:, 0]
 
 
 def fit(
@@ -260,62 +392,41 @@ def fit(
 ) -> tuple[FieldModel, dict]:
     """Fit the SDF and colour grids to the scene's training views; returns the model and final losses."""
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    views = Views(scene, scene.training_views, params, device)
-    hull_inside = occupancy >= level
+    fitting = Fitting(scene, occupancy, level, params, device, seed)
     resolution = params.resolutions[0]
     model = FieldModel(
-        _initial_field(occupancy, level, resolution, device),
+        fitting.hull_sdf_at(resolution),
         torch.zeros(3, resolution, resolution, resolution, device=device),
         params,
     )
     total = sum(params.iterations)
     done = 0
-    losses: dict[str, float] = {}
+    terms: dict[str, torch.Tensor] = {}
     last_report = 0.0
     for level_index, (resolution, iterations) in enumerate(
         zip(params.resolutions, params.iterations, strict=True)
     ):
         if level_index > 0:
             model = model.upsampled(resolution, params)
-        bounds = Bounds(hull_inside, params.bounds_margin_voxels * model.voxel, device)
+            with torch.no_grad():  # the finer hull sharpens what the coarse level blurred
+                model.field[0] = torch.maximum(model.field[0], fitting.hull_sdf_at(resolution)[0])
+        bounds = Bounds(fitting.hull_inside, params.bounds_margin_voxels * model.voxel, device)
+        for _ in range(params.carve_passes):
+            fitting.carve(model, bounds, ctx)
         for step in range(iterations):
             if ctx is not None:
                 ctx.check_stop()
             width = model.set_progress(step / max(iterations - 1, 1), params)
-            flat = views.draw(params.rays_per_batch, generator)
-            origins, dirs, colour, mask, rgb_mask = views.rays(flat)
-            jitter = torch.rand(len(flat), generator=generator).to(device) - 0.5
-            rendered = _render(model, bounds, origins, dirs, width, params, jitter)
-            rgb_error = (rendered.rgb - colour).abs().sum(dim=1)
-            rgb_loss = (rgb_error * rgb_mask).sum() / rgb_mask.sum().clamp(min=1)
-            opacity = rendered.opacity.clamp(1e-4, 1.0 - 1e-4)
-            mask_loss = F.binary_cross_entropy(opacity, mask)
-            samples = rendered.points.reshape(-1, 3)
-            chosen = torch.randint(len(samples), (params.regulariser_points,), generator=generator)
-            eikonal, smooth = regularisers(model, samples[chosen.to(device)].detach())
-            loss = (
-                params.weight_rgb * rgb_loss
-                + params.weight_mask * mask_loss
-                + params.weight_eikonal * eikonal
-                + params.weight_smooth * smooth
-            )
+            terms = fitting.losses(model, bounds, width)
             model.optimiser.zero_grad(set_to_none=True)
-            loss.backward()
+            terms["total"].backward()
             model.optimiser.step()
             done += 1
             now = time.monotonic()
             if ctx is not None and now - last_report >= params.progress_seconds:
                 last_report = now
                 ctx.on_progress(done / total, f"fitting {resolution}^3, step {done}/{total}")
-        losses = {
-            "rgb": float(rgb_loss.detach()),
-            "mask": float(mask_loss.detach()),
-            "eikonal": float(eikonal.detach()),
-            "smooth": float(smooth.detach()),
-            "total": float(loss.detach()),
-        }
-    return model, losses
+    return model, {name: float(value.detach()) for name, value in terms.items()}
 
 
 @torch.no_grad()

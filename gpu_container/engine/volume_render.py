@@ -28,6 +28,7 @@ class Rendered:
     opacity: torch.Tensor  # (M,) accumulated opacity in [0, 1]
     points: torch.Tensor  # (M, S, 3) the samples, for regularisers
     depth: torch.Tensor  # (M,) expected distance along the ray (opaque part)
+    surface: torch.Tensor  # (M,) distance of the surface found by the search (no gradient)
 
 
 def ray_box(
@@ -49,8 +50,9 @@ def find_surface(
     near: torch.Tensor,
     far: torch.Tensor,
     search_samples: int,
-) -> torch.Tensor:
-    """(M,) distance of the first + to - crossing of the SDF along each ray, else of its minimum."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M,) distance of the first + to - crossing of the SDF along each ray, else of its minimum,
+    and (M,) whether there was a crossing."""
     steps = torch.linspace(0.0, 1.0, search_samples, device=origins.device, dtype=origins.dtype)
     length = (far - near).clamp(min=0.0)
     t = near[:, None] + length[:, None] * steps  # (M, S)
@@ -65,7 +67,7 @@ def find_surface(
     t1 = t.gather(1, first + 1)[:, 0]
     t_cross = t0 + (t1 - t0) * f0 / (f0 - f1).clamp(min=EPSILON)
     t_min = t.gather(1, values.argmin(dim=1, keepdim=True))[:, 0]
-    return torch.where(has_crossing, t_cross, t_min)
+    return torch.where(has_crossing, t_cross, t_min), has_crossing
 
 
 def window_samples(
@@ -118,7 +120,7 @@ def render_rays(
 ) -> Rendered:
     """Render rays (M,) given look-ups of the field at points (P, 3): SDF (P,) and colour (P, 3)."""
     with torch.no_grad():
-        centre = find_surface(sdf_lookup, origins, dirs, near, far, sampling.search_samples)
+        centre, _ = find_surface(sdf_lookup, origins, dirs, near, far, sampling.search_samples)
     t = window_samples(centre, sampling.window_half_width, sampling.window_samples, jitter)  # (M, S)
     points = origins[:, None] + t[..., None] * dirs[:, None]  # (M, S, 3)
     sdf_values, colours = lookup(points.reshape(-1, 3))
@@ -128,4 +130,4 @@ def render_rays(
     hits_bounds = (far > near)[:, None]
     sdf_values = torch.where(hits_bounds, sdf_values, torch.ones_like(sdf_values))
     rgb, opacity, depth = composite(sdf_values, colours, t, width, background)
-    return Rendered(rgb=rgb, opacity=opacity, points=points, depth=depth)
+    return Rendered(rgb=rgb, opacity=opacity, points=points, depth=depth, surface=centre)

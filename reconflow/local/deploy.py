@@ -3,14 +3,15 @@
 The steps are the ones ``sam package`` + ``sam deploy`` take, against the emulated AWS:
 
 1. ``package``: every local ``CodeUri`` becomes ``s3://{code bucket}/{name}.zip`` (the handlers run
-   in this process, so the uploaded archive is only a marker; moto needs the object to exist);
+   in this process, so the uploaded archive is only a marker; moto needs the object to exist), and
+   the state machine's ``DefinitionUri`` file is inlined;
 2. ``to_cloudformation``: aws-sam-translator's ``transform`` (a managed-policy map from moto's own
    copy of the AWS managed policies, so no IAM call is made);
 3. ``create_stack`` on moto's CloudFormation, with values for the parameters that have no default
    (moto's default VPC, subnet and security group for the network ones);
-4. ``apply_unsupported_properties``: the bucket properties moto's CloudFormation ignores
-   (versioning; the EventBridge switch of the notification configuration) are applied with the
-   S3 API from the template's own values.
+4. ``apply_unsupported_properties``: the properties moto's CloudFormation ignores (bucket
+   versioning, the bucket's EventBridge switch, table TTL) are applied with the service APIs
+   from the template's own values.
 
 The state machine's ``DefinitionSubstitutions`` are filled by ``reconflow.local.template``; moto's
 CloudFormation does not apply them.
@@ -23,6 +24,7 @@ import io
 import json
 import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 SAM_TRANSFORM = "AWS::Serverless-2016-10-31"
@@ -35,6 +37,7 @@ NETWORK_PARAMETER_TYPES = {
     "List<AWS::EC2::SecurityGroup::Id>": "security_group",
 }
 FUNCTION_TYPES = ("AWS::Serverless::Function",)
+STATE_MACHINE_TYPE = "AWS::Serverless::StateMachine"
 
 
 @dataclass
@@ -73,9 +76,23 @@ class _PolicyLoader:
         return managed_policy_map()
 
 
-def package(sam_template: dict[str, Any], s3: Any, code_bucket: str = CODE_BUCKET) -> dict[str, Any]:
-    """A copy of the template with local ``CodeUri``s pointing at uploaded archives (``sam package``)."""
-    packaged = copy.deepcopy(sam_template)
+def package(
+    sam_template: dict[str, Any], template_dir: Path, s3: Any, code_bucket: str = CODE_BUCKET
+) -> dict[str, Any]:
+    """A plain copy of the template as ``sam package`` leaves it: local ``CodeUri``s point at uploaded
+    archives, and a state machine's local ``DefinitionUri`` is inlined as its ``Definition``."""
+    packaged = json.loads(json.dumps(sam_template))  # cfn-lint's node types -> plain data
+    for resource in packaged.get("Resources", {}).values():
+        properties = resource.get("Properties", {})
+        uri = properties.get("DefinitionUri")
+        if (
+            resource.get("Type") == STATE_MACHINE_TYPE
+            and isinstance(uri, str)
+            and not uri.startswith("s3://")
+        ):
+            properties["Definition"] = json.loads(
+                (template_dir / properties.pop("DefinitionUri")).read_text()
+            )
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as bundle:
         bundle.writestr("LOCAL_STACK.txt", "The local stack runs the handlers from the source tree.\n")
@@ -161,8 +178,15 @@ def create_stack(
     return Deployment(stack_name, physical, types, cfn_template, parameters, outputs)
 
 
-def apply_unsupported_properties(deployment: Deployment, s3: Any) -> None:
-    """Bucket versioning and the EventBridge notification switch, as the template sets them."""
+def apply_unsupported_properties(deployment: Deployment, s3: Any, dynamodb: Any) -> None:
+    """Bucket versioning, the EventBridge notification switch and table TTL, as the template sets them."""
+    for logical, table in deployment.of_type("AWS::DynamoDB::Table").items():
+        ttl = deployment.properties(logical).get("TimeToLiveSpecification")
+        if isinstance(ttl, dict) and ttl.get("Enabled") in (True, "true"):
+            dynamodb.update_time_to_live(
+                TableName=table,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
+            )
     for logical, bucket in deployment.of_type("AWS::S3::Bucket").items():
         properties = deployment.properties(logical)
         versioning = properties.get("VersioningConfiguration")

@@ -19,9 +19,10 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from reconflow.local import moto_batch
 
 LOG = logging.getLogger(__name__)
 PYTHON_NAMES = frozenset({"python", "python3", "python3.11"})
@@ -35,6 +36,9 @@ class ExecutorSettings:
     kill_grace_s: float = 2.0
     # Characters of the process's output kept as the job's status reason when it fails.
     reason_tail_chars: int = 400
+    # ``python -m MODULE args`` runs as ``python -m {module_wrapper} MODULE args`` when set
+    # (``reconflow.local.engine_profile``: smaller engine sizes for tests).
+    module_wrapper: str | None = None
 
 
 @dataclass
@@ -49,6 +53,7 @@ class JobRun:
     ended_at: float | None = None
     returncode: int | None = None
     terminated: bool = False
+    pid: int | None = None  # the process (and its process group) while it runs
 
 
 def substitute_parameters(command: list[str], parameters: Mapping[str, str]) -> list[str]:
@@ -70,7 +75,8 @@ def container_environment(job: Any) -> dict[str, str]:
     return env
 
 
-def container_command(job: Any) -> list[str]:
+def container_command(job: Any, module_wrapper: str | None = None) -> list[str]:
+    """The job's command, parameters substituted, ``python`` being this interpreter."""
     definition = job.job_definition.container_properties or {}
     command = job.container_overrides.get("command") or definition.get("command") or []
     if isinstance(command, str):
@@ -78,6 +84,8 @@ def container_command(job: Any) -> list[str]:
     command = substitute_parameters(list(command), job.parameters or {})
     if command and command[0] in PYTHON_NAMES:
         command[0] = sys.executable  # the image's python is this interpreter's environment here
+        if module_wrapper and command[1:2] == ["-m"]:
+            command[2:2] = [module_wrapper]
     return command
 
 
@@ -95,14 +103,12 @@ class ProcessExecutor:
 
     def start(self, job: Any) -> None:
         """Begin the job's attempt and run it on a thread; returns at once (SubmitJob does not wait)."""
-        job.job_started_at = datetime.now()
-        job.log_stream_name = job._stream_name
-        job._start_attempt()
+        moto_batch.start_attempt(job)
         thread = threading.Thread(target=self._run, args=(job,), name=f"batch-{job.job_id[:8]}", daemon=True)
         thread.start()
 
     def _run(self, job: Any) -> None:
-        command = container_command(job)
+        command = container_command(job, self.settings.module_wrapper)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{job.job_name}-{job.job_id[:8]}.log"
         run = JobRun(job.job_id, command, dict(job.parameters or {}), log_path)
@@ -119,6 +125,7 @@ class ProcessExecutor:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
+                run.pid = process.pid
                 with self._lock:
                     self._processes[job.job_id] = process
                 run.returncode, run.terminated = self._wait(job, process)
@@ -130,10 +137,8 @@ class ProcessExecutor:
                 self._processes.pop(job.job_id, None)
             run.ended_at = time.time()
         success = run.returncode == 0 and not run.terminated
-        job.exit_code = run.returncode
-        if not success:
-            job.job_stopped_reason = job.job_stopped_reason or self._reason(run)
-        job._mark_stopped(success=success)
+        reason = None if success else (job.job_stopped_reason or self._reason(run))
+        moto_batch.finish(job, success=success, reason=reason, exit_code=run.returncode)
 
     def _wait(self, job: Any, process: subprocess.Popen) -> tuple[int, bool]:
         """Wait for the process; kill it on TerminateJob or when the attempt's time runs out."""

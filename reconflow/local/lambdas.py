@@ -11,15 +11,18 @@ interpreter's Catch sees the error name.
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import logging
+import sys
 import threading
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 LOG = logging.getLogger(__name__)
 Handler = Callable[[Any, Any], Any]
@@ -62,6 +65,32 @@ def load_handler(handler_path: str) -> Handler:
     return getattr(importlib.import_module(module_name), attribute)
 
 
+class _FunctionOutput(io.TextIOBase):
+    """``sys.stdout`` while the stack runs: what a handler prints (its JSON logs, EMF metrics) goes to
+    the functions' log file, as it would go to CloudWatch Logs; everything else to the console."""
+
+    def __init__(self, console: TextIO, log: TextIO, in_handler: threading.local) -> None:
+        self.console, self.log, self.in_handler = console, log, in_handler
+
+    def write(self, text: str) -> int:
+        target = self.log if getattr(self.in_handler, "active", False) else self.console
+        return target.write(text)
+
+    def flush(self) -> None:
+        self.console.flush()
+        self.log.flush()
+
+    def isatty(self) -> bool:
+        return self.console.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.console, "encoding", "utf-8")
+
+    def fileno(self) -> int:
+        return self.console.fileno()
+
+
 @dataclass
 class LambdaRuntime:
     """Calls handlers by their template ``Handler`` string; counts invocations per handler."""
@@ -71,6 +100,7 @@ class LambdaRuntime:
     invocations: dict[str, int] = field(default_factory=dict)
     errors: list[tuple[str, FunctionError]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _in_handler: threading.local = field(default_factory=threading.local)
 
     def context_for(self, function_name: str) -> LambdaContext:
         arn = f"arn:aws:lambda:{self.region}:{self.account_id}:function:{function_name}"
@@ -81,7 +111,11 @@ class LambdaRuntime:
         with self._lock:
             self.invocations[handler_path] = self.invocations.get(handler_path, 0) + 1
         handler = load_handler(handler_path)
-        return handler(event, self.context_for(function_name or handler_path.split(".")[-2]))
+        self._in_handler.active = True
+        try:
+            return handler(event, self.context_for(function_name or handler_path.split(".")[-2]))
+        finally:
+            self._in_handler.active = False
 
     def invoke_safely(self, handler_path: str, event: Any, function_name: str | None = None) -> Any:
         """Like Lambda: the result, or a ``FunctionError`` describing what the handler raised."""
@@ -93,6 +127,17 @@ class LambdaRuntime:
             with self._lock:
                 self.errors.append((handler_path, failure))
             return failure
+
+    @contextmanager
+    def output_to(self, log_path: Path) -> Iterator[None]:
+        """While active, whatever handlers print goes to ``log_path`` (appended), not the console."""
+        console = sys.stdout
+        with log_path.open("a", encoding="utf-8") as log:
+            sys.stdout = _FunctionOutput(console, log, self._in_handler)
+            try:
+                yield
+            finally:
+                sys.stdout = console
 
     @contextmanager
     def patch_moto(self) -> Iterator[None]:

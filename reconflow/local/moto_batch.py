@@ -10,6 +10,11 @@ Two gaps in moto's ``batch:submitJob.sync`` integration are closed while ``patch
   (``JobId``, ``Status``, ``StatusReason``); moto returns boto3's (``jobId``, ``status``), so a
   ``ResultSelector`` on ``$.JobId`` (and moto's own sync poller) fail. They are converted back.
 
+A third: moto's ``Job`` appends ``AWS_BATCH_JOB_ID`` to the submit-time environment overrides on
+every ``describe_jobs``, so a job polled by ``.sync`` every half second grows its description
+(and the task's output, which Step Functions limits to 256 KiB) without bound; the environment is
+built on a copy instead.
+
 moto's no-Docker Batch backend (``BatchSimpleBackend``) marks every submitted job finished at once.
 With an ``executor``, ``submit_job`` creates and registers the ``moto.batch.models.Job`` as moto does
 and hands it to ``executor(job)``, which decides the outcome: it starts the attempt
@@ -71,6 +76,20 @@ def _normalise_response(
 ) -> None:
     action = service_action_name or self._get_boto_service_action()
     self._from_boto_response(response, _operation(action).output_shape)
+
+
+def _container_property(job: Job, name: str, default: Any) -> Any:
+    if name != "environment":
+        return _ORIGINAL_CONTAINER_PROPERTY(job, name, default)
+    environment = [dict(item) for item in job.container_overrides.get("environment", [])]
+    overridden = {item["name"] for item in environment}
+    definition = (job.job_definition.container_properties or {}).get("environment", [])
+    environment += [dict(item) for item in definition if item["name"] not in overridden]
+    environment.append({"name": "AWS_BATCH_JOB_ID", "value": job.job_id})
+    return environment
+
+
+_ORIGINAL_CONTAINER_PROPERTY = Job._get_container_property
 
 
 # --- running the jobs -------------------------------------------------------------------------
@@ -143,28 +162,24 @@ def patched(executor: Executor | None = None) -> Iterator[None]:
     Patches classes, so it applies to every moto backend in the process (``mock_aws`` or a
     ``ThreadedMotoServer``). Not re-entrant.
     """
+    replacements: list[tuple[type, str, Any]] = [
+        (StateTaskServiceBatch, "_normalise_parameters", _normalise_parameters),
+        (StateTaskServiceBatch, "_normalise_response", _normalise_response),
+        (Job, "_get_container_property", _container_property),
+    ]
+    if executor is not None:
+        replacements.append((BatchSimpleBackend, "submit_job", _submit_to(executor)))
     with _patch_lock:
-        saved = {
-            (StateTaskServiceBatch, "_normalise_parameters"): StateTaskServiceBatch.__dict__.get(
-                "_normalise_parameters"
-            ),
-            (StateTaskServiceBatch, "_normalise_response"): StateTaskServiceBatch.__dict__.get(
-                "_normalise_response"
-            ),
-            (BatchSimpleBackend, "submit_job"): BatchSimpleBackend.__dict__.get("submit_job"),
-        }
-        StateTaskServiceBatch._normalise_parameters = _normalise_parameters  # type: ignore[method-assign]
-        StateTaskServiceBatch._normalise_response = _normalise_response  # type: ignore[method-assign]
-        if executor is not None:
-            BatchSimpleBackend.submit_job = _submit_to(executor)  # type: ignore[method-assign]
+        saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in replacements]
+        for owner, name, replacement in replacements:
+            setattr(owner, name, replacement)
     try:
         yield
     finally:
         with _patch_lock:
-            for (owner, name), original in saved.items():
+            for owner, name, original in saved:
                 if original is None:
-                    if name in owner.__dict__:
-                        delattr(owner, name)
+                    delattr(owner, name)
                 else:
                     setattr(owner, name, original)
 

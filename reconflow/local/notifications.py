@@ -51,6 +51,18 @@ def ensure_queue(sqs: Any, name: str) -> tuple[str, str]:
     return url, arn
 
 
+def detach_function(events: Any, rule_name: str, function_arn: str, event_bus: str = "default") -> None:
+    """Remove the rule's targets that are ``function_arn`` (the stack delivers to it instead).
+
+    moto can deliver only to SQS, logs and buses; a Lambda target makes a matching event fail for
+    every target of the rule, and moto matches every event against a schedule rule (no pattern).
+    """
+    targets = events.list_targets_by_rule(Rule=rule_name, EventBusName=event_bus)["Targets"]
+    ids = [target["Id"] for target in targets if target["Arn"] == function_arn]
+    if ids:
+        events.remove_targets(Rule=rule_name, EventBusName=event_bus, Ids=ids)
+
+
 def route_rule_to_queue(
     events: Any,
     sqs: Any,
@@ -61,15 +73,11 @@ def route_rule_to_queue(
 ) -> Route:
     """Swap the deployed rule's target ``function`` = (arn, name, handler) for a local SQS queue.
 
-    The rule and its pattern stay the template's. The Lambda target has to go: moto delivers to
-    SQS, logs and buses only, and a Lambda target makes it drop the event for every target.
+    The rule and its pattern stay the template's.
     """
     function_arn, function_name, handler = function
     url, arn = ensure_queue(sqs, queue_name or rule_name)
-    targets = events.list_targets_by_rule(Rule=rule_name, EventBusName=event_bus)["Targets"]
-    lambda_ids = [target["Id"] for target in targets if target["Arn"] == function_arn]
-    if lambda_ids:
-        events.remove_targets(Rule=rule_name, EventBusName=event_bus, Ids=lambda_ids)
+    detach_function(events, rule_name, function_arn, event_bus)
     events.put_targets(
         Rule=rule_name, EventBusName=event_bus, Targets=[{"Id": f"local-{function_name}"[:64], "Arn": arn}]
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,11 +24,16 @@ from typing import Any
 
 import requests
 
-from reconflow.local import deploy, moto_batch, template
+from reconflow.local import deploy, engine_profile, moto_batch, template
 from reconflow.local.executor import ExecutorSettings, ProcessExecutor
 from reconflow.local.http_api import HttpApiGateway, Identity, Route
 from reconflow.local.lambdas import LambdaRuntime
-from reconflow.local.notifications import NotificationPoller, PollerSettings, route_rule_to_queue
+from reconflow.local.notifications import (
+    NotificationPoller,
+    PollerSettings,
+    detach_function,
+    route_rule_to_queue,
+)
 from reconflow.local.notifications import Route as EventRoute
 from reconflow.local.schedule import PeriodicInvoker
 from reconflow.local.status_events import ExecutionStatusEvents
@@ -44,13 +50,17 @@ FAKE_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
-# Keep the handlers' structured logs and metrics quiet on the console of a local run.
-QUIET_POWERTOOLS = {
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_METRICS_DISABLED": "true",
-    "POWERTOOLS_LOG_LEVEL": "WARNING",
-}
+# No X-Ray daemon here; the handlers' logs and metrics go to {work_dir}/functions.log.
+POWERTOOLS_LOCAL = {"POWERTOOLS_TRACE_DISABLED": "true"}
+QUIET_POWERTOOLS = {"POWERTOOLS_LOG_LEVEL": "WARNING"}
 ENV_PREFIX = "RECONFLOW_LOCAL_"
+# Template parameters without a default. The image is this source tree (the executor runs the
+# stage runner from it) and the JWT authorizer is replaced by the development identity.
+LOCAL_PARAMETERS = {
+    "ContainerImageUri": "reconflow-gpu:local-source-tree",
+    "JwtIssuer": "https://reconflow.local/dev",
+    "JwtAudience": "reconflow-local",
+}
 
 
 @dataclass(frozen=True)
@@ -70,15 +80,17 @@ class StackSettings:
     # Service settings for this stack's functions and containers (e.g. CANCEL_CONFIRM_WINDOW_S).
     environment: dict[str, str] = field(default_factory=dict)
     # Template parameters to set (others: defaults, or moto's network for VPC/subnet/SG ones).
-    parameters: dict[str, str] = field(default_factory=dict)
+    parameters: dict[str, str] = field(default_factory=lambda: dict(LOCAL_PARAMETERS))
     quiet: bool = True
+    # "tiny": stages run with smaller draft sizes (reconflow.local.engine_profile), for tests.
+    engine_profile: str | None = None
     dev_sub: str = "local-dev"
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     poller: PollerSettings = field(default_factory=PollerSettings)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> StackSettings:
-        """Defaults, then ``RECONFLOW_LOCAL_API_PORT``/``_MOTO_PORT``/``_WORK_DIR``/``_RECONCILE_S``, then overrides."""
+        """Defaults, then ``RECONFLOW_LOCAL_{API_PORT,MOTO_PORT,WORK_DIR,RECONCILE_S}``, then overrides."""
         env = os.environ
         values: dict[str, Any] = {}
         if env.get(f"{ENV_PREFIX}API_PORT"):
@@ -87,6 +99,8 @@ class StackSettings:
             values["moto_port"] = int(env[f"{ENV_PREFIX}MOTO_PORT"])
         if env.get(f"{ENV_PREFIX}WORK_DIR"):
             values["work_dir"] = Path(env[f"{ENV_PREFIX}WORK_DIR"])
+        if env.get(engine_profile.PROFILE_ENV):
+            values["engine_profile"] = env[engine_profile.PROFILE_ENV]
         if env.get(f"{ENV_PREFIX}RECONCILE_S"):
             values["reconcile_interval_s"] = float(env[f"{ENV_PREFIX}RECONCILE_S"])
         values.update({key: value for key, value in overrides.items() if value is not None})
@@ -116,6 +130,7 @@ class LocalStack:
         self.schedules: list[PeriodicInvoker] = []
         self.gateway: HttpApiGateway | None = None
         self.moto_url = ""
+        self.work_dir: Path | None = None
         self._server: Any = None
         self._exits = ExitStack()
         self._saved_env: dict[str, str | None] = {}
@@ -155,6 +170,8 @@ class LocalStack:
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        if self.settings.quiet:
+            logging.getLogger("moto").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(
             ip_address=self.settings.host, port=self.settings.moto_port, verbose=False
         )
@@ -163,20 +180,26 @@ class LocalStack:
         self.moto_url = f"http://{host}:{port}"
         # The interpreter calls back into the server on MOTO_PORT; boto3 follows AWS_ENDPOINT_URL.
         self._set_env({"MOTO_PORT": str(port), "AWS_ENDPOINT_URL": self.moto_url})
+        # moto's backends are process-wide: an earlier stack in this process must leave nothing behind.
+        requests.post(f"{self.moto_url}/moto-api/reset", timeout=10).raise_for_status()
         requests.post(f"{self.moto_url}/moto-api/config", json=MOTO_CONFIG, timeout=10).raise_for_status()
 
     def _deploy(self) -> deploy.Deployment:
         sam = template.load_template(self.settings.template_path)
         s3 = self.client("s3")
-        packaged = deploy.package(sam, s3)
+        packaged = deploy.package(sam, self.settings.template_path.parent, s3)
         parameters = deploy.parameter_values(
             packaged, deploy.default_network(self.client("ec2")), self.settings.parameters
         )
         cfn = deploy.to_cloudformation(packaged, parameters)
-        deployment = deploy.create_stack(
-            self.client("cloudformation"), self.settings.stack_name, cfn, parameters
-        )
-        deploy.apply_unsupported_properties(deployment, s3)
+        with warnings.catch_warnings():
+            # moto names each resource type its CloudFormation skips (API Gateway v2, Scheduler,
+            # bucket policy); the stack stands in for the first two and S3 enforces no policy here.
+            warnings.simplefilter("ignore")
+            deployment = deploy.create_stack(
+                self.client("cloudformation"), self.settings.stack_name, cfn, parameters
+            )
+        deploy.apply_unsupported_properties(deployment, s3, self.client("dynamodb"))
         return deployment
 
     def _collect_functions(self, deployment: deploy.Deployment) -> None:
@@ -240,7 +263,9 @@ class LocalStack:
                 return deployment.physical_ids[logical]  # Batch, SFN, SQS: the physical id is the ARN
             raise KeyError(f"no local value for {logical}.{attribute}")
 
-        return template.Resolver(ref=ref, get_att=get_att, region=self.settings.region)
+        return template.Resolver(
+            ref=ref, get_att=get_att, region=self.settings.region, stack_name=self.settings.stack_name
+        )
 
     def _function_events(self, *types: str) -> list[tuple[str, str, dict[str, Any]]]:
         """``(function logical id, event name, event properties)`` of the SAM events of these types."""
@@ -271,8 +296,11 @@ class LocalStack:
                     queue_name=f"{logical}{event_name}",
                 )
             )
-        for logical, _, _ in self._function_events("Schedule", "ScheduleV2"):
+        for logical, event_name, _ in self._function_events("Schedule", "ScheduleV2"):
             function = self.functions[logical]
+            rule = deployment.physical_ids.get(f"{logical}{event_name}")
+            if deployment.resource_types.get(f"{logical}{event_name}") == "AWS::Events::Rule" and rule:
+                detach_function(events, rule.rsplit("/", 1)[-1], function.arn)
             self.schedules.append(
                 PeriodicInvoker(
                     self.runtime, function.handler, function.name, self.settings.reconcile_interval_s
@@ -295,16 +323,27 @@ class LocalStack:
             self._set_env(
                 {**FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": settings.region, "AWS_REGION": settings.region}
             )
-            self._set_env({**(QUIET_POWERTOOLS if settings.quiet else {}), **settings.environment})
-            os.environ.pop("AWS_PROFILE", None)
+            self._set_env(
+                {**POWERTOOLS_LOCAL, **(QUIET_POWERTOOLS if settings.quiet else {}), **settings.environment}
+            )
+            self._saved_env.setdefault("AWS_PROFILE", os.environ.pop("AWS_PROFILE", None))
             self._start_moto()
             self._exits.enter_context(self.runtime.patch_moto())
-            work_dir = settings.work_dir or Path(self._exits.enter_context(tempfile.TemporaryDirectory()))
+            self.work_dir = work_dir = settings.work_dir or Path(
+                self._exits.enter_context(tempfile.TemporaryDirectory(prefix="reconflow-local-"))
+            )
+            work_dir.mkdir(parents=True, exist_ok=True)
+            self._exits.enter_context(self.runtime.output_to(work_dir / "functions.log"))
+            container_env = {"AWS_ENDPOINT_URL": self.moto_url, **settings.environment}
+            executor_settings = settings.executor
+            if settings.engine_profile:
+                container_env[engine_profile.PROFILE_ENV] = settings.engine_profile
+                executor_settings = replace(executor_settings, module_wrapper=engine_profile.__name__)
             self.executor = ProcessExecutor(
-                base_environment={"AWS_ENDPOINT_URL": self.moto_url, **settings.environment},
+                base_environment=container_env,
                 log_dir=work_dir / "batch-logs",
                 cwd=REPO_ROOT,
-                settings=settings.executor,
+                settings=executor_settings,
             )
             self._exits.enter_context(moto_batch.patched(executor=self.executor.start))
             self.deployment = deployment = self._deploy()
@@ -359,7 +398,23 @@ class LocalStack:
 
     # -- stop -------------------------------------------------------------------------
 
+    def _stop_running_executions(self) -> None:
+        """Abort executions still running: moto's interpreter threads would call a stopped server."""
+        if self.deployment is None or self._server is None:
+            return
+        sfn = self.client("stepfunctions")
+        for watcher in self.status_events:
+            try:
+                for page in sfn.get_paginator("list_executions").paginate(
+                    stateMachineArn=watcher.state_machine_arn, statusFilter="RUNNING"
+                ):
+                    for execution in page["executions"]:
+                        sfn.stop_execution(executionArn=execution["executionArn"], error="LocalStack.Stopped")
+            except Exception as error:  # best effort while tearing down
+                LOG.warning("could not stop running executions: %s", error)
+
     def stop(self) -> None:
+        self._stop_running_executions()
         if self.gateway is not None:
             self.gateway.stop()
         for watcher in self.status_events:

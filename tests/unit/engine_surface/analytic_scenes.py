@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from gpu_container.engine.render import PinholeCamera, RayCaster, render
+from gpu_container.engine.render import PinholeCamera, RayCaster, render, vertex_color_lookup
 from gpu_container.engine.scene import Scene, grid_coordinates
 
 
@@ -50,7 +50,7 @@ def render_scene(
     images, masks, cams = [], [], []
     for eye in eyes:
         camera = PinholeCamera(look_at(eye), intrinsics(size), size, size)
-        view = render(caster, vertex_colors, camera)
+        view = render(caster, vertex_color_lookup(caster.faces, vertex_colors), camera)
         images.append(np.round(view.color * 255).astype(np.uint8))
         masks.append(np.where(view.mask, 255, 0).astype(np.uint8))
         cams.append(camera.cam_to_frame)

@@ -99,7 +99,7 @@ def test_vertex_colors_come_from_the_view_facing_them():
     )
     scene = render_scene(sphere, np.full((len(sphere.vertices), 3), 0.5), 3.0 * axes)
     scene.images[:] = view_colors[:, None, None, :].astype(np.uint8)  # every photo one flat colour
-    params = mesh_stage.MeshParams(target_faces=10_000, color_views=1)
+    params = mesh_stage.MeshParams(target_faces=10_000, texture_cell=0, color_views=1)
 
     colors, seen = mesh_stage.view_colors(sphere.vertices, sphere.faces, scene, params, tolerance=0.02)
 
@@ -115,7 +115,10 @@ def test_vertex_colors_come_from_the_view_facing_them():
 
 def test_blended_colors_match_the_photographs(sphere_scene):
     cleaned, counts = mesh_stage.build_mesh(
-        sphere_sdf(48), color_grid(48), sphere_scene, mesh_stage.MeshParams(target_faces=3_000)
+        sphere_sdf(48),
+        color_grid(48),
+        sphere_scene,
+        mesh_stage.MeshParams(target_faces=3_000, texture_cell=0),
     )
 
     expected = np.clip(0.5 + 0.4 * cleaned.vertices, 0.0, 1.0)  # the scene's position colours
@@ -164,3 +167,40 @@ def test_cancelled_mesh_stage_writes_nothing(tmp_path, sphere_scene):
         mesh_stage.run(StageContext(tmp_path, preset="draft", should_stop=lambda: True))
 
     assert not (tmp_path / "work" / "mesh" / "mesh.ply").exists()
+
+
+def test_cancel_while_baking_the_texture_writes_nothing(tmp_path, sphere_scene):
+    write_field_and_scene(tmp_path, sphere_scene)
+    messages = []
+
+    def stop_once_texturing() -> bool:
+        return any(message.startswith("texture") for message in messages)
+
+    ctx = StageContext(
+        tmp_path,
+        preset="standard",
+        on_progress=lambda f, m: messages.append(m),
+        should_stop=stop_once_texturing,
+    )
+    with pytest.raises(StageCancelled):
+        mesh_stage.run(ctx)
+
+    assert messages[-1].startswith("texture")
+    mesh_dir = tmp_path / "work" / "mesh"
+    assert not mesh_dir.exists() or not any(mesh_dir.iterdir())
+
+
+def test_a_rerun_without_texture_drops_the_old_atlas(tmp_path, sphere_scene):
+    textured, _ = mesh_stage.build_mesh(
+        sphere_sdf(24),
+        color_grid(24),
+        sphere_scene,
+        mesh_stage.MeshParams(target_faces=2_000, texture_cell=8),
+    )
+    textured.save(tmp_path)
+    assert mesh_stage.ColoredMesh.load(tmp_path).atlas is not None
+
+    mesh_stage.ColoredMesh(textured.vertices, textured.faces, textured.colors).save(tmp_path)
+
+    assert mesh_stage.ColoredMesh.load(tmp_path).atlas is None
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mesh.ply"]

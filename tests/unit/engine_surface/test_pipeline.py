@@ -157,3 +157,21 @@ def test_help_lists_local_sample_and_the_stage_runner(capsys):
     text = capsys.readouterr().out
     for command in ["local", "sample", *STAGES, "run-all"]:
         assert command in text
+
+
+def test_a_capture_inside_the_job_folder_is_refused_before_anything_is_cleared(tmp_path, capsys):
+    job_dir = tmp_path / "job"
+    capture = zip_with(job_dir / "input", {"transforms.json": b"{}"})
+
+    code = cli.main(["local", str(capture), "--out", str(job_dir)])
+
+    assert code == cli.EXIT_USAGE
+    assert capture.exists()
+    assert "which a run clears" in capsys.readouterr().err
+
+
+def test_a_missing_capture_is_reported(tmp_path, capsys):
+    code = cli.main(["local", str(tmp_path / "nowhere.zip"), "--out", str(tmp_path / "job")])
+
+    assert code == cli.EXIT_USAGE
+    assert "capture not found" in capsys.readouterr().err

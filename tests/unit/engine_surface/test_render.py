@@ -7,7 +7,15 @@ import torch
 import trimesh
 
 from gpu_container.engine import cameras
-from gpu_container.engine.render import PinholeCamera, RayCaster, render, shaded_rgba
+from gpu_container.engine.render import (
+    PinholeCamera,
+    RayCaster,
+    render,
+    sample_bilinear,
+    shaded_rgba,
+    texture_lookup,
+    vertex_color_lookup,
+)
 
 from .analytic_scenes import intrinsics, look_at
 
@@ -49,9 +57,9 @@ def test_render_covers_the_object_with_its_colors_and_depth():
     sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
     camera = PinholeCamera(look_at(np.array([0.0, 0.0, 3.0])), intrinsics(32), 32, 32)
 
-    view = render(
-        RayCaster(sphere.vertices, sphere.faces), np.tile([0.2, 0.4, 0.6], (len(sphere.vertices), 1)), camera
-    )
+    colors = vertex_color_lookup(sphere.faces, np.tile([0.2, 0.4, 0.6], (len(sphere.vertices), 1)))
+
+    view = render(RayCaster(sphere.vertices, sphere.faces), colors, camera)
 
     assert view.mask[16, 16]
     assert not view.mask[0, 0]
@@ -64,3 +72,21 @@ def test_render_covers_the_object_with_its_colors_and_depth():
     assert rgba[16, 16, 3] == 255
     assert rgba[0, 0, 3] == 0
     assert rgba[16, 16, 2] > rgba[view.mask][:, 2].min()  # lit head-on, darker towards the rim
+
+
+def test_texture_lookup_reads_the_texel_under_the_uv():
+    texture = np.zeros((4, 4, 3), dtype=np.uint8)
+    texture[0, 3] = [255, 0, 0]  # top-right texel: u near 1, v near 1 (v = 0 is the bottom row)
+    face_uv = np.array([[[0.875, 0.875], [0.875, 0.875], [0.875, 0.875]]])
+
+    color = texture_lookup(face_uv, texture)(np.array([0]), np.array([[1.0, 0.0, 0.0]]))
+
+    np.testing.assert_allclose(color, [[1.0, 0.0, 0.0]])
+
+
+def test_bilinear_sampling_interpolates_between_pixel_centres():
+    image = np.array([[[0.0], [10.0]], [[20.0], [30.0]]])
+
+    samples = sample_bilinear(image, np.array([[0.5, 0.5], [1.0, 1.0], [1.5, 0.5], [-3.0, 9.0]]))
+
+    np.testing.assert_allclose(samples[:, 0], [0.0, 15.0, 10.0, 20.0])

@@ -29,13 +29,13 @@ def running_job(store: JobStore, owner: str = "alice", stage: str = "validate") 
 
 
 def test_create_then_get_returns_the_job_with_clock_timestamps(store: JobStore) -> None:
-    created = store.create("alice", preset="fast", name="teapot")
+    created = store.create("alice", preset="draft", name="teapot")
     fetched = store.get(created.job_id, consistent=True)
     assert fetched == created
     assert fetched.status == "CREATED"
     assert fetched.progress == 0.0
     assert fetched.created_at == fetched.updated_at == iso_utc(START) == "2026-11-18T11:06:40.000Z"
-    assert (fetched.owner, fetched.preset, fetched.name) == ("alice", "fast", "teapot")
+    assert (fetched.owner, fetched.preset, fetched.name) == ("alice", "draft", "teapot")
 
 
 def test_create_with_an_existing_id_is_a_state_conflict(store: JobStore) -> None:
@@ -53,6 +53,8 @@ def test_create_refuses_a_bad_id_status_or_owner(store: JobStore) -> None:
         store.create("alice", status="RUNNING")
     with pytest.raises(InvalidRequest):
         store.create("")
+    with pytest.raises(InvalidRequest):
+        store.create("alice", preset="ultra")
 
 
 def test_get_of_an_unknown_job_is_not_found_and_a_bad_id_invalid(store: JobStore) -> None:

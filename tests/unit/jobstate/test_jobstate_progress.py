@@ -10,7 +10,7 @@ import pytest
 from jobstate_helpers import FakeClock
 
 from jobstate.ids import new_job_id
-from jobstate.jobs import JobStore
+from jobstate.jobs import MAX_MESSAGE_LENGTH, JobStore
 from jobstate.progress import ThrottledProgress
 
 WRITERS = 6
@@ -138,3 +138,9 @@ def test_throttled_progress_against_the_table_stops_at_a_cancel(store: JobStore)
 def test_throttled_progress_refuses_an_unknown_stage() -> None:
     with pytest.raises(KeyError):
         ThrottledProgress(RecordingStore(), "j", "render", min_interval_s=1.0)
+
+
+def test_a_long_progress_message_is_cut_not_refused(store: JobStore) -> None:
+    job_id = running_job_id(store)
+    assert store.report_progress(job_id, 41, "x" * 5000) is True
+    assert store.get(job_id).message == "x" * MAX_MESSAGE_LENGTH

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Mapping
 
 import pytest
+from moto.core.exceptions import AWSError
 from statemachine_harness import OWNER, Pipeline, batch_submissions, entered_states
 
 from jobstate.jobs import CANCELLED, CANCELLING, FAILED, QUEUED
@@ -15,6 +16,13 @@ from jobstate.stages import STAGE_NAMES
 CLEANUP_HANDLER = "handlers.cleanup.handler"
 FAILING_STAGE = "hull"
 FAILURE_REASON = "Essential container in task exited: the hull is empty"
+
+
+class BatchServiceFault(AWSError):
+    """What Batch answers when its service fails (HTTP 500): the state machine should retry it."""
+
+    TYPE = "ServerException"
+    STATUS = 500
 
 
 def new_job(pipeline: Pipeline) -> str:
@@ -141,3 +149,27 @@ def test_failure_after_a_confirmed_cancel_ends_cancelled_not_failed(pipeline: Pi
     assert states[-2:] == ["CleanupCancelled", "Cancelled"]
     assert pipeline.store.get(job_id, consistent=True).status == CANCELLED
     assert versions_under(pipeline, job_id) == 0
+
+
+def test_a_batch_service_fault_is_retried_and_the_stage_runs_once_it_succeeds(pipeline: Pipeline) -> None:
+    job_id = new_job(pipeline)
+    faults = iter([BatchServiceFault("service unavailable")])
+
+    def outcome(parameters: Mapping[str, str]) -> bool:
+        if parameters["stage"] == STAGE_NAMES[0]:
+            fault = next(faults, None)
+            if fault is not None:
+                raise fault
+        return True
+
+    pipeline.executor.outcome = outcome
+
+    execution = pipeline.wait(pipeline.start(job_id))
+
+    assert execution["status"] == "SUCCEEDED"
+    history = pipeline.history(execution["executionArn"])
+    failed = [e["taskFailedEventDetails"]["error"] for e in history if e["type"] == "TaskFailed"]
+    assert failed == ["Batch.ServerException"]
+    first_stage = [p for p in batch_submissions(history) if p["Parameters"]["stage"] == STAGE_NAMES[0]]
+    assert len(first_stage) == 2  # the fault, then the retry
+    assert [stage for stage, _ in pipeline.stage_order()] == list(STAGE_NAMES)

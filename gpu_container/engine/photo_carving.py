@@ -1,0 +1,152 @@
+"""Photo-consistency along training rays: where the hull's surface is too shallow, find the real one.
+
+The visual hull contains the object, so along a pixel's ray the true surface is at or behind the
+current one. For a batch of rays (all inside their silhouettes) this module sweeps candidate depths
+from the current surface inwards (inside the hull only), projects a small patch around each
+candidate point into the ray's own view and its nearest views, and scores the colour agreement
+(mean absolute difference, the best half of the neighbours, so one occluded view does not spoil
+a match). Where a deeper candidate agrees clearly better than the current surface, the stretch in
+front of it is free space; ``photo_findings`` returns those points (and the better depths) so the
+caller can vote voxels out of the shape. Texture-less or ambiguous rays (no clear winner) are left
+alone.
+
+All views are stacked into one tall image so that every colour look-up is one ``grid_sample``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from gpu_container.engine.cameras import _GL_TO_CV
+
+InsideTest = Callable[[torch.Tensor], torch.Tensor]  # points (P, 3) -> (P,) bool, inside the hull
+
+
+@dataclass(frozen=True)
+class CarveSettings:
+    depth_candidates: int  # candidate depths swept behind the current surface
+    depth_step: float  # box units between candidates
+    patch_pixels: float  # spacing of the 3 x 3 patch, in pixels of the reference view
+    min_gain: float  # a deeper candidate wins when its cost < (1 - min_gain) x the surface's cost
+    min_surface_cost: float  # ... and the surface's own cost is at least this (colour units, 0..1)
+    keep_margin_steps: int  # free space ends this many candidates before the winner
+
+
+class StackedViews:
+    """Images and cameras of the training views, ready for batched patch look-ups."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        cam_to_box: torch.Tensor,
+        intrinsics: torch.Tensor,
+        neighbours: int,
+    ):
+        """``images`` (N, H, W, 3) uint8, ``cam_to_box`` (N, 4, 4), ``intrinsics`` (N, 3, 3)."""
+        self.num_views, self.height, self.width = images.shape[:3]
+        # (1, 3, N * H, W) float: view n occupies rows [n H, (n + 1) H).
+        stacked = images.permute(3, 0, 1, 2).reshape(3, -1, self.width).to(torch.float32) / 255.0
+        self.stacked = stacked[None].contiguous()
+        self.box_to_cam = torch.linalg.inv(cam_to_box)
+        self.intrinsics = intrinsics
+        self.right = cam_to_box[:, :3, 0]
+        self.up = cam_to_box[:, :3, 1]
+        self.focal = intrinsics[:, 0, 0]
+        centres = cam_to_box[:, :3, 3]
+        directions = centres / centres.norm(dim=1, keepdim=True)
+        cosines = directions @ directions.T
+        cosines.fill_diagonal_(-2.0)
+        count = min(neighbours, self.num_views - 1)
+        self.neighbours = cosines.topk(count, dim=1).indices  # (N, K) nearest views by direction
+
+    def colours(self, points: torch.Tensor, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Colours (..., 3) and in-image flags (...) of points (..., 3) seen by ``views`` (...)."""
+        box_to_cam = self.box_to_cam[views]  # (..., 4, 4)
+        cam = torch.einsum("...ij,...j->...i", box_to_cam[..., :3, :3], points) + box_to_cam[..., :3, 3]
+        cam = cam * cam.new_tensor(_GL_TO_CV)
+        pixels = torch.einsum("...ij,...j->...i", self.intrinsics[views], cam)
+        depth = pixels[..., 2]
+        safe = torch.where(depth > 1e-6, depth, torch.ones_like(depth))
+        u, v = pixels[..., 0] / safe, pixels[..., 1] / safe
+        inside = (depth > 1e-6) & (u >= 0.5) & (u <= self.width - 0.5) & (v >= 0.5) & (v <= self.height - 0.5)
+        rows = v.clamp(0.5, self.height - 0.5) + views * self.height
+        grid = torch.stack(
+            [u * (2.0 / self.width) - 1.0, rows * (2.0 / (self.num_views * self.height)) - 1.0], -1
+        )
+        flat = grid.reshape(1, -1, 1, 2)
+        sampled = F.grid_sample(
+            self.stacked, flat, mode="bilinear", padding_mode="border", align_corners=False
+        )
+        return sampled[0, :, :, 0].T.reshape(*points.shape[:-1], 3), inside
+
+
+def sweep_costs(
+    views: StackedViews,
+    ray_view: torch.Tensor,
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    start: torch.Tensor,
+    settings: CarveSettings,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidate distances (M, D) from ``start`` inwards and their photo-consistency costs (M, D)."""
+    steps = torch.arange(settings.depth_candidates, device=origins.device, dtype=origins.dtype)
+    t = start[:, None] + steps * settings.depth_step  # (M, D)
+    centres = origins[:, None] + t[..., None] * dirs[:, None]  # (M, D, 3)
+    # A 3 x 3 patch parallel to the reference image, one pixel footprint * patch_pixels apart.
+    offsets = torch.tensor([-1.0, 0.0, 1.0], device=origins.device)
+    a, b = torch.meshgrid(offsets, offsets, indexing="ij")
+    footprint = t / views.focal[ray_view][:, None] * settings.patch_pixels  # (M, D)
+    right = views.right[ray_view][:, None, None, :]  # (M, 1, 1, 3)
+    up = views.up[ray_view][:, None, None, :]
+    patch = centres[:, :, None, :] + footprint[..., None, None] * (
+        a.reshape(1, 1, 9, 1) * right + b.reshape(1, 1, 9, 1) * up
+    )  # (M, D, 9, 3)
+    others = views.neighbours[ray_view]  # (M, K)
+    all_views = torch.cat([ray_view[:, None], others], dim=1)  # (M, K + 1)
+    count = all_views.shape[1]
+    expanded = patch[:, None].expand(-1, count, -1, -1, -1)  # (M, K + 1, D, 9, 3)
+    view_index = all_views[:, :, None, None].expand(-1, -1, t.shape[1], 9)
+    colours, inside = views.colours(expanded, view_index)  # (M, K + 1, D, 9, 3), (M, K + 1, D, 9)
+    reference = colours[:, :1]
+    difference = (colours[:, 1:] - reference).abs().mean(dim=(-1, -2))  # (M, K, D)
+    visible = inside[:, 1:].all(dim=-1) & inside[:, :1].all(dim=-1)  # (M, K, D)
+    difference = torch.where(visible, difference, torch.full_like(difference, float("inf")))
+    best_half = max(1, count // 2)  # of the count - 1 neighbours, rounded up
+    cost = difference.topk(best_half, dim=1, largest=False).values.mean(dim=1)  # (M, D)
+    return t, cost
+
+
+def photo_findings(
+    views: StackedViews,
+    ray_view: torch.Tensor,
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    surface: torch.Tensor,
+    inside_hull: InsideTest,
+    settings: CarveSettings,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Free-space points (Q, 3) in front of a clearly better depth, and the better depths' points (S, 3)."""
+    t, cost = sweep_costs(views, ray_view, origins, dirs, surface, settings)
+    points = origins[:, None] + t[..., None] * dirs[:, None]  # (M, D, 3)
+    outside = ~inside_hull(points.reshape(-1, 3)).reshape(t.shape)  # candidates off the hull: no surface
+    cost = torch.where(outside, torch.full_like(cost, float("inf")), cost)
+    surface_cost = cost[:, 0]
+    best_cost, best = cost.min(dim=1)
+    wins = (
+        torch.isfinite(best_cost)
+        & torch.isfinite(surface_cost)
+        & (best > settings.keep_margin_steps)
+        & (surface_cost >= settings.min_surface_cost)
+        & (best_cost < (1.0 - settings.min_gain) * surface_cost)
+    )
+    steps = torch.arange(t.shape[1], device=t.device)
+    in_front = wins[:, None] & (steps[None] < (best - settings.keep_margin_steps)[:, None])  # (M, D)
+    # Free space is reported half a step early so that the layer just under the surface goes too.
+    free_points = points - (0.5 * settings.depth_step) * dirs[:, None]
+    found = torch.isfinite(best_cost)
+    best_points = points[torch.arange(len(best), device=t.device), best]
+    return free_points[in_front], best_points[found]

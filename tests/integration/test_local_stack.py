@@ -1,0 +1,216 @@
+"""The local stack's parts working together: deployment from the template, event delivery, the
+executor under the real state machine. Jobs use the ``tiny`` engine profile."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconflow.cli import make_sample_capture
+from reconflow.client import ReconFlowClient
+from reconflow.local import template
+from reconflow.local.executor import JobRun
+from reconflow.local.probe import JobObserver, wait_until
+from reconflow.local.stack import LocalStack, StackSettings
+
+STOP_WITHIN_S = 2.0  # confirm -> the stage's work stopped (the runner's "stage stopped" record)
+PROCESS_EXIT_WITHIN_S = 10.0  # confirm -> the stage process gone (interpreter teardown included)
+RECONSTRUCT_START = 40.0  # job progress when reconstruct begins (DESIGN.md, stage table)
+JOB_TIMEOUT_S = 300  # only bounds the waiting; jobs take about a minute here
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    settings = StackSettings(work_dir=tmp_path_factory.mktemp("stack"), engine_profile="tiny")
+    with LocalStack(settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(stack: LocalStack) -> ReconFlowClient:
+    return ReconFlowClient(api_url=stack.api_url)
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_sample_capture(
+        tmp_path_factory.mktemp("captures") / "sample.zip", ["--views", "12", "--size", "64"]
+    )
+
+
+@pytest.fixture(scope="module")
+def running_jobs(client: ReconFlowClient, capture: Path) -> dict[str, JobObserver]:
+    """Two jobs started together: one whose stage process gets killed, one to cancel."""
+    return {
+        name: JobObserver(client, client.submit(capture, preset="draft", name=name)).start()
+        for name in ("crash", "cancel")
+    }
+
+
+def _run_of(stack: LocalStack, job_id: str, stage: str) -> JobRun | None:
+    assert stack.executor is not None
+    return next(
+        (run for run in stack.executor.runs if run.parameters == {"stage": stage, "job_id": job_id}), None
+    )
+
+
+def _executions(stack: LocalStack, job_id: str) -> list[dict[str, Any]]:
+    sfn = stack.client("stepfunctions")
+    arn = stack.physical_of_type("AWS::StepFunctions::StateMachine")
+    return [e for e in sfn.list_executions(stateMachineArn=arn)["executions"] if e["name"] == job_id]
+
+
+def test_resources_come_from_the_template(stack: LocalStack) -> None:
+    sam = template.load_template(stack.settings.template_path)
+    handlers = template.function_handlers(sam)
+    assert {info.logical_id: info.handler for info in stack.functions.values()} == handlers
+    s3, dynamodb = stack.client("s3"), stack.client("dynamodb")
+    bucket = stack.resource("DataBucket")
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    table = stack.resource("JobsTable")
+    ttl = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    assert ttl["AttributeName"] == "expires_at"
+    indexes = dynamodb.describe_table(TableName=table)["Table"]["GlobalSecondaryIndexes"]
+    assert {index["IndexName"] for index in indexes} == {"by-owner", "by-status"}
+    arn = stack.physical_of_type("AWS::StepFunctions::StateMachine")
+    definition = stack.client("stepfunctions").describe_state_machine(stateMachineArn=arn)["definition"]
+    assert "${" not in definition
+    assert table in definition
+    assert stack.functions["CleanupFunction"].arn in definition
+    assert stack.gateway is not None
+    assert {route.route_key for route in stack.gateway.routes} == {
+        "POST /jobs",
+        "GET /jobs",
+        "GET /jobs/{job_id}",
+        "POST /jobs/{job_id}/cancel",
+        "POST /jobs/{job_id}/cancel/confirm",
+    }
+
+
+def test_duplicate_upload_event_starts_one_execution(
+    stack: LocalStack, client: ReconFlowClient, tmp_path: Path
+) -> None:
+    not_a_capture = tmp_path / "capture.zip"
+    not_a_capture.write_bytes(b"this is not a zip archive")
+    job_id = client.submit(not_a_capture, preset="draft", name="duplicate")
+    wait_until(lambda: _executions(stack, job_id), timeout_s=30)
+    bucket = stack.resource("DataBucket")
+    head = stack.client("s3").head_object(Bucket=bucket, Key=f"jobs/{job_id}/input/capture.zip")
+    duplicate = {
+        "Source": "aws.s3",
+        "DetailType": "Object Created",
+        "Detail": json.dumps(
+            {
+                "bucket": {"name": bucket},
+                "object": {"key": f"jobs/{job_id}/input/capture.zip", "size": head["ContentLength"]},
+                "reason": "PutObject",
+            }
+        ),
+        "Resources": [f"arn:aws:s3:::{bucket}"],
+    }
+    assert stack.poller is not None
+    route = next(route.name for route in stack.poller.routes if route.handler == "handlers.upload.handler")
+    delivered = stack.poller.delivered.get(route, 0)
+    stack.client("events").put_events(Entries=[duplicate])
+    wait_until(lambda: stack.poller.delivered.get(route, 0) > delivered, timeout_s=30)
+    final = JobObserver(client, job_id).start().wait(60)
+    assert final["status"] == "FAILED"
+    assert len(_executions(stack, job_id)) == 1
+    assert len([run for run in stack.executor.runs if run.parameters.get("job_id") == job_id]) == 1
+
+
+def test_stage_process_killed_mid_stage_fails_the_job_and_leaves_nothing_stuck(
+    stack: LocalStack, running_jobs: dict[str, JobObserver]
+) -> None:
+    observer = running_jobs["crash"]
+    # Mid-stage: reconstruct's optimisation loop has reported progress past the stage's start.
+    wait_until(
+        lambda: observer.first(
+            lambda seen: seen.stage == "reconstruct" and seen.progress > RECONSTRUCT_START
+        ),
+        timeout_s=JOB_TIMEOUT_S,
+    )
+    run = _run_of(stack, observer.job_id, "reconstruct")
+    assert run is not None
+    assert run.pid is not None
+    os.killpg(run.pid, signal.SIGKILL)
+    final = observer.wait(60)
+    assert final["status"] == "FAILED"
+    assert final["error"]["message"]
+    assert run.returncode == -signal.SIGKILL
+    wait_until(lambda: _executions(stack, observer.job_id)[0]["status"] != "RUNNING", timeout_s=30)
+    assert _executions(stack, observer.job_id)[0]["status"] == "FAILED"
+    assert _run_of(stack, observer.job_id, "mesh") is None
+    table = stack.resource("JobsTable")
+    for status in ("QUEUED", "RUNNING", "CANCELLING"):
+        items = stack.client("dynamodb").query(
+            TableName=table,
+            IndexName="by-status",
+            KeyConditionExpression="#s = :s",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":s": {"S": status}},
+        )["Items"]
+        assert observer.job_id not in {item["pk"]["S"] for item in items}
+
+
+def _stopped_at(run: JobRun) -> float | None:
+    """When the stage runner logged that its work stopped (its own clock, epoch seconds)."""
+    for line in run.log_path.read_text(errors="replace").splitlines():
+        if '"stage stopped"' in line:
+            stamp = json.loads(line)["timestamp"]
+            return datetime.fromisoformat(stamp).timestamp()
+    return None
+
+
+def test_cancel_confirmed_during_reconstruct_stops_the_stage_within_two_seconds(
+    stack: LocalStack, client: ReconFlowClient, running_jobs: dict[str, JobObserver]
+) -> None:
+    observer = running_jobs["cancel"]
+    # In reconstruct's optimisation loop: progress past the stage's start (40) was reported.
+    wait_until(
+        lambda: observer.first(
+            lambda seen: seen.stage == "reconstruct" and seen.progress > RECONSTRUCT_START
+        ),
+        timeout_s=JOB_TIMEOUT_S,
+        interval_s=0.05,
+    )
+    run = _run_of(stack, observer.job_id, "reconstruct")
+    assert run is not None
+    token = client.request_cancel(observer.job_id)["token"]
+    confirmed = time.time()
+    assert client.confirm_cancel(observer.job_id, token)["status"] == "CANCELLING"
+    wait_until(lambda: run.ended_at, timeout_s=30, interval_s=0.02)
+    stopped = _stopped_at(run)
+    assert stopped is not None
+    assert stopped - confirmed <= STOP_WITHIN_S
+    assert run.ended_at - confirmed <= PROCESS_EXIT_WITHIN_S
+    assert run.returncode != 0
+    final = observer.wait(60)
+    assert final["status"] == "CANCELLED"
+    listing = stack.client("s3").list_object_versions(
+        Bucket=stack.resource("DataBucket"), Prefix=f"jobs/{observer.job_id}/"
+    )
+    assert listing.get("Versions", []) == []
+    assert listing.get("DeleteMarkers", []) == []
+    assert _run_of(stack, observer.job_id, "mesh") is None
+
+
+def test_execution_stopped_from_outside_is_finished_by_the_status_change_event(
+    stack: LocalStack, client: ReconFlowClient, capture: Path
+) -> None:
+    job_id = client.submit(capture, preset="draft", name="stopped")
+    execution = wait_until(lambda: _executions(stack, job_id), timeout_s=30)[0]
+    stack.client("stepfunctions").stop_execution(
+        executionArn=execution["executionArn"], error="Operator.Stop"
+    )
+    final = JobObserver(client, job_id).start().wait(60)
+    assert final["status"] in ("FAILED", "CANCELLED")
+    assert any(name == job_id and status == "ABORTED" for name, status in stack.status_events[0].sent)

@@ -1,0 +1,73 @@
+"""bench/reconstruction.py: the table and the goal verdicts it prints (no reconstruction run here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+
+from gpu_container.engine.quality import Quality
+
+BENCH = Path(__file__).resolve().parents[3] / "bench" / "reconstruction.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_reconstruction", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def quality(f1: float) -> Quality:
+    taus = (0.005, 0.01, 0.02)
+    return Quality(
+        chamfer_l1=0.004,
+        fscore={0.005: f1 - 0.2, 0.01: f1, 0.02: min(1.0, f1 + 0.02)},
+        precision=dict.fromkeys(taus, f1),
+        recall=dict.fromkeys(taus, f1),
+        normal_consistency=0.95,
+    )
+
+
+def test_goals_are_judged_against_the_issue_targets():
+    bench = load_bench()
+    stages = {
+        "validate": 0.1,
+        "preprocess": 2.0,
+        "hull": 3.0,
+        "reconstruct": 30.0,
+        "mesh": 2.0,
+        "export": 1.0,
+    }
+    rows = [
+        bench.Row(
+            "spot", "draft", 32, 128, quality(0.93), quality(0.95), {**stages, "total": 38.1, "cpu": 70.0}
+        ),
+        bench.Row(
+            "spot",
+            "standard",
+            64,
+            256,
+            quality(0.95),
+            quality(0.975),
+            {**stages, "total": 80.0, "cpu": 150.0},
+        ),
+        bench.Row(
+            "bowl", "standard", 64, 256, quality(0.85), quality(0.88), {**stages, "total": 90.0, "cpu": 170.0}
+        ),
+    ]
+
+    lines = bench.goal_lines(rows, torch.device("cpu"))
+
+    assert lines == [
+        "draft, spot, 32 views 128², CPU end to end 38.1 s < 60 s: MET",
+        "standard, spot F@1% 0.975 >= 0.97: MET",
+        "standard, bowl F@1% gain over the hull +0.030 >= 0.05: NOT MET",
+    ]
+    table = bench.format_table(rows)
+    assert len(table) == 2 + 2 * len(rows)
+    assert "reconstr" in table[0]
+    assert table[3].split()[:4] == ["spot", "draft", "32x128²", "full"]
