@@ -303,6 +303,7 @@ class StageRunner:
                 lambda name, prefix=prefix: _checked_key(prefix, name),
                 should_stop=poller,
                 settings=self.settings.transfer,
+                tagging=layout.area_tagging(source.area),
             )
         return published
 

@@ -147,8 +147,11 @@ def upload_folder(
     *,
     should_stop: Callable[[], bool] = lambda: False,
     settings: TransferSettings | None = None,
+    tagging: str | None = None,
 ) -> dict[str, str]:
     """Upload every file under ``folder`` to ``key_for(relative name)``; {name: key} of what was sent.
+
+    ``tagging`` (``key=value&...``) is set on every object, e.g. the area tag the lifecycle rules use.
 
     ``should_stop`` is asked before each file; when it turns true, ``TransferStoppedError`` is raised
     and no further file is sent.
@@ -159,6 +162,7 @@ def upload_folder(
         if should_stop():
             raise TransferStoppedError(f"stopped after {len(uploaded)} of the files under {folder}")
         key = key_for(name)
-        s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type(name)}, Config=config)
+        extra = {"ContentType": content_type(name)} | ({"Tagging": tagging} if tagging else {})
+        s3.upload_file(str(path), bucket, key, ExtraArgs=extra, Config=config)
         uploaded[name] = key
     return uploaded

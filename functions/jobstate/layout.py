@@ -17,6 +17,18 @@ INPUT = "input"
 WORK = "work"
 OUTPUT = "output"
 AREAS: tuple[str, ...] = (INPUT, WORK, OUTPUT)
+# Objects the pipeline writes carry their area as a tag: S3 lifecycle filters cannot match
+# ``jobs/*/work/``, so the bucket's rule that expires intermediate objects filters on this tag.
+AREA_TAG_KEY = "reconflow-area"
+
+
+def area_tagging(area: str) -> str:
+    """The ``Tagging`` value (URL query form) for an object of ``area``."""
+    if area not in AREAS:
+        raise ValueError(f"unknown area {area!r}")
+    return f"{AREA_TAG_KEY}={area}"
+
+
 # What the export stage may write; the job's ``result`` lists the ones it did write.
 OUTPUT_FILES: tuple[str, ...] = (
     "model.glb",

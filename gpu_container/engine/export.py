@@ -24,6 +24,7 @@ from gpu_container.engine.mesh import STAGE as MESH_STAGE
 from gpu_container.engine.mesh import ColoredMesh, write_stage_json
 from gpu_container.engine.render import RayCaster, render, scene_camera, shaded_rgba
 from gpu_container.engine.scene import Scene
+from jobstate.stages import STAGE_NAMES
 
 STAGE = "export"
 GLB_FILE, OBJ_FILE, PLY_FILE, MTL_FILE = "model.glb", "model.obj", "model.ply", "model.mtl"
@@ -106,9 +107,13 @@ def world_bounds(mesh: ColoredMesh, box_to_world: np.ndarray) -> list[list[float
 
 
 def stage_records(work_dir: Path) -> dict[str, dict]:
-    """Every earlier ``work/<stage>/stage.json``, in the order the stages ran (file times)."""
-    paths = sorted(work_dir.glob("*/stage.json"), key=lambda path: path.stat().st_mtime_ns)
-    return {path.parent.name: json.loads(path.read_text()) for path in paths if path.parent.name != STAGE}
+    """Every earlier ``work/<stage>/stage.json``, in pipeline order (file times change in a copy)."""
+    records = {}
+    for stage in STAGE_NAMES:
+        path = work_dir / stage / "stage.json"
+        if stage != STAGE and path.exists():
+            records[stage] = json.loads(path.read_text())
+    return records
 
 
 def grid_sizes(work_dir: Path) -> dict[str, int]:

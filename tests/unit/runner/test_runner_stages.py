@@ -56,6 +56,15 @@ def test_outputs_land_under_the_work_prefix_and_progress_only_rises(make_runner,
     assert (job.status, job.stage, job.progress) == (RUNNING, "validate", 10.0)
 
 
+def test_work_objects_carry_the_area_tag_the_lifecycle_rule_expires(make_runner, s3, bucket, job_id):
+    put_capture(s3, bucket, job_id, b"zip bytes")
+    runner = make_runner({"validate": writes_files("validate", {"manifest.json": b"{}"})})
+
+    assert runner.run("validate", job_id) == ExitCode.OK
+    tags = s3.get_object_tagging(Bucket=bucket, Key=layout.work_key(job_id, "validate", "manifest.json"))
+    assert tags["TagSet"] == [{"Key": layout.AREA_TAG_KEY, "Value": "work"}]
+
+
 def test_the_stage_gets_only_the_prefixes_it_reads(make_runner, s3, bucket, job_id):
     for key in (
         layout.input_key(job_id, "capture.zip"),
