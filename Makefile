@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-localstack lint bench clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,9 @@ demo: setup
 test: setup
 	$(BIN)/pytest
 
+test-localstack: setup
+	bash scripts/localstack.sh test
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -30,4 +33,4 @@ bench: setup
 	$(BIN)/python bench/cold_start_and_purge.py
 
 clean:
-	rm -rf $(VENV) .venv-tools .pytest_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) .venv-tools .venv-localstack .pytest_cache .ruff_cache .aws-sam

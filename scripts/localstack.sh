@@ -28,13 +28,14 @@ MOCK_CONFIG="$ROOT/tests/localstack/sfn_mock_config.json"
 now() { date +%s.%N; }
 seconds_since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
+is_python313() { [[ -n "$1" ]] && "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1; }
+
 python313() {
-  if [[ -n "${LOCALSTACK_PYTHON:-}" ]]; then echo "$LOCALSTACK_PYTHON"; return; fi
-  if command -v python3.13 >/dev/null 2>&1; then command -v python3.13; return; fi
-  if command -v pyenv >/dev/null 2>&1 && PYENV_VERSION=3.13.0 pyenv which python >/dev/null 2>&1; then
-    PYENV_VERSION=3.13.0 pyenv which python; return
-  fi
-  if [[ -x /root/.pyenv/versions/3.13.0/bin/python3 ]]; then echo /root/.pyenv/versions/3.13.0/bin/python3; return; fi
+  local candidate
+  for candidate in "${LOCALSTACK_PYTHON:-}" "$(command -v python3.13 || true)" \
+    "$(PYENV_VERSION=3.13.0 pyenv which python 2>/dev/null || true)" /root/.pyenv/versions/3.13.0/bin/python3; do
+    if is_python313 "$candidate"; then echo "$candidate"; return; fi
+  done
   echo "localstack.sh: no Python 3.13 found (set LOCALSTACK_PYTHON)" >&2
   return 1
 }
@@ -46,8 +47,14 @@ setup() {
   python=$(python313)
   rm -rf "$LS_VENV"
   "$python" -m venv "$LS_VENV"
-  "$LS_VENV/bin/pip" install --quiet --upgrade pip
-  "$LS_VENV/bin/pip" install --quiet -r "$LS_REQUIREMENTS"
+  # --no-deps: the pin file lists every transitive package, so pip resolves nothing;
+  # --no-compile: byte-code is written on first import instead (most modules are never imported).
+  if ! "$LS_VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps --no-compile \
+    -r "$LS_REQUIREMENTS" >"$LS_VENV/install.log" 2>&1; then
+    grep -v "^WARNING: Location" "$LS_VENV/install.log" >&2
+    echo "localstack.sh: installing $LS_REQUIREMENTS failed" >&2
+    return 1
+  fi
   touch "$LS_STAMP"
   echo "localstack.sh: installed $LS_VENV in $(seconds_since "$started") s"
 }
@@ -79,8 +86,9 @@ start_services() {
     echo "localstack.sh: $LS_HOST:$LS_PORT is in use already; stop what listens there first" >&2
     return 1
   fi
-  local started moto_port
+  local started moto_port ls_python
   started=$(now)
+  ls_python="$(cd "$LS_VENV" && pwd)/bin/python"  # LS_VENV may be relative; LocalStack runs elsewhere
   WORK_DIR=$(mktemp -d -t reconflow-localstack-XXXXXX)
   trap stop_services EXIT
   trap 'exit 130' INT TERM
@@ -94,7 +102,7 @@ start_services() {
     exec env GATEWAY_SERVER=hypercorn GATEWAY_LISTEN="$LS_HOST:$LS_PORT" DISABLE_EVENTS=1 \
       DNS_ADDRESS=0 SKIP_SSL_CERT_DOWNLOAD=1 LOCALSTACK_VOLUME_DIR="$WORK_DIR/volume" \
       DYNAMODB_LOCAL_PORT="$moto_port" SFN_MOCK_CONFIG="$MOCK_CONFIG" \
-      "$ROOT/$LS_VENV/bin/python" -m localstack.runtime.main
+      "$ls_python" -m localstack.runtime.main
   ) >"$WORK_DIR/localstack.log" 2>&1 &
   LS_PID=$!
 

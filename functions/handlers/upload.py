@@ -84,6 +84,8 @@ def handle_upload(d: deps.Deps, upload: Upload) -> Handled:
     job = _job_for(d, key.job_id, upload.uploader)
     if job.status not in (CREATED, QUEUED):
         return Handled(upload.key, IGNORED, job.job_id, f"job is {job.status} already")
+    if job.execution_arn:  # a later object in input/ never touches a job whose pipeline started
+        return Handled(upload.key, DUPLICATE, job.job_id, "execution recorded already")
 
     limit = d.settings.max_upload_bytes
     if upload.size is not None and upload.size > limit:

@@ -116,7 +116,7 @@ def silhouette_coverage(
     The soft counterpart of ``silhouette_votes`` (sub-pixel silhouettes for a smooth hull);
     ``masks`` (N, H, W) float in [0, 1]. Points outside an image or behind a camera read 1.
     """
-    num_views, height, width = masks.shape
+    height, width = masks.shape[1:]
     uv, depth = project(points, cam_to_frame, intrinsics)
     seen = _in_image(uv, depth, height, width)
     # grid_sample with align_corners=False: -1 / +1 are the outer edges of the image.

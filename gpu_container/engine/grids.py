@@ -63,7 +63,7 @@ def signed_distance(inside: np.ndarray) -> np.ndarray:
 
 
 def bounds_of(inside: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
-    """Box-unit (lower (3,), upper (3,)) corners of the inside samples, grown by ``margin``, within the box."""
+    """Box-unit corners (lower (3,), upper (3,)) of the inside samples, grown by ``margin``, in the box."""
     axis = np.linspace(-1.0, 1.0, inside.shape[0])
     indices = np.argwhere(inside)
     lower = axis[indices.min(axis=0)] - margin

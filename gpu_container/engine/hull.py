@@ -159,8 +159,9 @@ def load(job_dir: Path) -> HullResult:
         return HullResult(occupancy=data["occupancy"], level=float(data["level"]))
 
 
-def run(ctx: StageContext) -> dict:
-    params = params_for(ctx.preset)
+def run(ctx: StageContext, params: HullParams | None = None) -> dict:
+    """The hull stage; ``params`` default to the preset's."""
+    params = params or params_for(ctx.preset)
     watch = Stopwatch()
     scene_folder = ctx.job_dir / "work" / "preprocess"
     if not (scene_folder / "scene.npz").is_file():

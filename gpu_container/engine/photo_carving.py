@@ -63,25 +63,51 @@ class StackedViews:
         count = min(neighbours, self.num_views - 1)
         self.neighbours = cosines.topk(count, dim=1).indices  # (N, K) nearest views by direction
 
-    def colours(self, points: torch.Tensor, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Colours (..., 3) and in-image flags (...) of points (..., 3) seen by ``views`` (...)."""
-        box_to_cam = self.box_to_cam[views]  # (..., 4, 4)
-        cam = torch.einsum("...ij,...j->...i", box_to_cam[..., :3, :3], points) + box_to_cam[..., :3, 3]
-        cam = cam * cam.new_tensor(_GL_TO_CV)
-        pixels = torch.einsum("...ij,...j->...i", self.intrinsics[views], cam)
-        depth = pixels[..., 2]
+    def patch_colours(
+        self,
+        centres: torch.Tensor,
+        spread: torch.Tensor,
+        axis_a: torch.Tensor,
+        axis_b: torch.Tensor,
+        views: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Colours (M, V, D, 9, 3) and in-image flags (M, V, D, 9) of 3 x 3 patches seen by views (M, V).
+
+        Patch (m, d) is centred on ``centres`` (M, D, 3) and spans ``spread`` (M, D) box units along the
+        unit axes ``axis_a`` and ``axis_b`` (M, 3) either way. Projection is affine before the division,
+        so each view transforms the centres and the two axes once, not every patch point.
+        """
+        box_to_cam = self.box_to_cam[views]  # (M, V, 4, 4)
+        rotation, shift = box_to_cam[..., :3, :3], box_to_cam[..., :3, 3]
+        flip = centres.new_tensor(_GL_TO_CV)
+        cam_centres = (torch.einsum("mvij,mdj->mvdi", rotation, centres) + shift[:, :, None]) * flip
+        cam_a = torch.einsum("mvij,mj->mvi", rotation, axis_a) * flip  # (M, V, 3)
+        cam_b = torch.einsum("mvij,mj->mvi", rotation, axis_b) * flip
+        steps = centres.new_tensor([-1.0, 0.0, 1.0])
+        grid_a = steps.repeat_interleave(3)[:, None]  # (9, 1): the patch's 3 x 3 offsets
+        grid_b = steps.repeat(3)[:, None]
+        offsets = grid_a * cam_a[:, :, None, :] + grid_b * cam_b[:, :, None, :]  # (M, V, 9, 3)
+        cam = (
+            cam_centres[:, :, :, None, :] + spread[:, None, :, None, None] * offsets[:, :, None]
+        )  # (M,V,D,9,3)
+        k = self.intrinsics[views][:, :, None, None]  # (M, V, 1, 1, 3, 3)
+        depth = cam[..., 2]
         safe = torch.where(depth > 1e-6, depth, torch.ones_like(depth))
-        u, v = pixels[..., 0] / safe, pixels[..., 1] / safe
+        u = (k[..., 0, 0] * cam[..., 0] + k[..., 0, 1] * cam[..., 1]) / safe + k[..., 0, 2]
+        v = (k[..., 1, 1] * cam[..., 1]) / safe + k[..., 1, 2]
         inside = (depth > 1e-6) & (u >= 0.5) & (u <= self.width - 0.5) & (v >= 0.5) & (v <= self.height - 0.5)
-        rows = v.clamp(0.5, self.height - 0.5) + views * self.height
+        rows = v.clamp(0.5, self.height - 0.5) + views[:, :, None, None] * self.height
         grid = torch.stack(
-            [u * (2.0 / self.width) - 1.0, rows * (2.0 / (self.num_views * self.height)) - 1.0], -1
+            [u * (2.0 / self.width) - 1.0, rows * (2.0 / (self.num_views * self.height)) - 1.0], dim=-1
         )
-        flat = grid.reshape(1, -1, 1, 2)
         sampled = F.grid_sample(
-            self.stacked, flat, mode="bilinear", padding_mode="border", align_corners=False
+            self.stacked,
+            grid.reshape(1, -1, 1, 2),
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=False,
         )
-        return sampled[0, :, :, 0].T.reshape(*points.shape[:-1], 3), inside
+        return sampled[0, :, :, 0].T.reshape(*cam.shape[:-1], 3), inside
 
 
 def sweep_costs(
@@ -96,21 +122,13 @@ def sweep_costs(
     steps = torch.arange(settings.depth_candidates, device=origins.device, dtype=origins.dtype)
     t = start[:, None] + steps * settings.depth_step  # (M, D)
     centres = origins[:, None] + t[..., None] * dirs[:, None]  # (M, D, 3)
-    # A 3 x 3 patch parallel to the reference image, one pixel footprint * patch_pixels apart.
-    offsets = torch.tensor([-1.0, 0.0, 1.0], device=origins.device)
-    a, b = torch.meshgrid(offsets, offsets, indexing="ij")
-    footprint = t / views.focal[ray_view][:, None] * settings.patch_pixels  # (M, D)
-    right = views.right[ray_view][:, None, None, :]  # (M, 1, 1, 3)
-    up = views.up[ray_view][:, None, None, :]
-    patch = centres[:, :, None, :] + footprint[..., None, None] * (
-        a.reshape(1, 1, 9, 1) * right + b.reshape(1, 1, 9, 1) * up
-    )  # (M, D, 9, 3)
-    others = views.neighbours[ray_view]  # (M, K)
-    all_views = torch.cat([ray_view[:, None], others], dim=1)  # (M, K + 1)
+    # A 3 x 3 patch parallel to the reference image, patch_pixels pixel footprints apart.
+    spread = t / views.focal[ray_view][:, None] * settings.patch_pixels  # (M, D)
+    all_views = torch.cat([ray_view[:, None], views.neighbours[ray_view]], dim=1)  # (M, K + 1)
+    colours, inside = views.patch_colours(
+        centres, spread, views.right[ray_view], views.up[ray_view], all_views
+    )  # (M, K + 1, D, 9, 3), (M, K + 1, D, 9)
     count = all_views.shape[1]
-    expanded = patch[:, None].expand(-1, count, -1, -1, -1)  # (M, K + 1, D, 9, 3)
-    view_index = all_views[:, :, None, None].expand(-1, -1, t.shape[1], 9)
-    colours, inside = views.colours(expanded, view_index)  # (M, K + 1, D, 9, 3), (M, K + 1, D, 9)
     reference = colours[:, :1]
     difference = (colours[:, 1:] - reference).abs().mean(dim=(-1, -2))  # (M, K, D)
     visible = inside[:, 1:].all(dim=-1) & inside[:, :1].all(dim=-1)  # (M, K, D)

@@ -38,7 +38,7 @@ from gpu_container.engine.cameras import batched_pixel_rays
 from gpu_container.engine.context import CaptureError, StageContext, Stopwatch
 from gpu_container.engine.photo_carving import CarveSettings, StackedViews, photo_findings
 from gpu_container.engine.scene import Scene
-from gpu_container.engine.volume_render import RaySampling, find_surface, ray_box, render_rays
+from gpu_container.engine.volume_render import FieldLookup, RaySampling, find_surface, ray_box, render_rays
 
 STAGE = "reconstruct"
 FIELD_FILE = "field.npz"
@@ -49,18 +49,19 @@ class ReconstructParams:
     resolutions: tuple[int, ...]  # SDF and colour grid points per axis, one entry per level
     iterations: tuple[int, ...]  # optimiser steps per level
     rays_per_batch: int
+    carve_passes: tuple[int, ...] = (2, 1)  # photo-consistency carving passes at the start of each level
     window_samples: int = 24  # samples per ray across the window around the surface
     window_half_voxels: float = 4.0  # half width of that window, in voxels of the level
-    search_step_voxels: float = 1.0  # spacing of the surface search along each ray, in voxels
+    search_step_voxels: float = 2.0  # spacing of the surface search along each ray, in voxels
     width_start_voxels: float = 1.5  # surface softness (logistic scale) at a level's start, voxels
     width_end_voxels: float = 0.3  # ... and at its end (geometric schedule)
-    lr_sdf_voxels: float = 0.1  # Adam step on the SDF grid, in voxels of the level
+    lr_sdf_voxels: float = 0.03  # Adam step on the SDF grid, in voxels of the level
     lr_colour: float = 0.05  # Adam step on the colour logits
     lr_final_fraction: float = 0.2  # learning rates decay geometrically to this fraction per level
     weight_rgb: float = 1.0
     weight_mask: float = 0.1
     weight_eikonal: float = 0.05
-    weight_smooth: float = 0.01
+    weight_smooth: float = 0.05
     regulariser_points: int = 4096  # ray samples drawn for the eikonal and smoothness terms
     mask_margin_pixels: int = 3  # rays are drawn from the silhouettes dilated by this much
     rgb_erode_pixels: int = 1  # colour is supervised inside the silhouettes eroded by this much
@@ -78,20 +79,43 @@ class ReconstructParams:
     carve_votes: int = 2  # free-space findings that carve a voxel out of the shape ...
     carve_ratio: float = 2.0  # ... when they outnumber the findings of a surface there this many times
     carve_closing: int = 1  # binary closing of the carved voxels (fills the gaps between rays)
-    carve_passes: int = 2  # carving passes at the start of each level
     eval_max_side: int = 96  # held-out views are rendered at most this many pixels on a side
     eval_chunk_rays: int = 8192
     progress_seconds: float = 0.5  # at most one progress report per this many seconds
 
     def __post_init__(self) -> None:
-        if len(self.resolutions) != len(self.iterations) or not self.resolutions:
-            raise ValueError("resolutions and iterations need one entry per level")
+        levels = len(self.resolutions)
+        if not levels or len(self.iterations) != levels or len(self.carve_passes) != levels:
+            raise ValueError("resolutions, iterations and carve_passes need one entry per level")
 
 
 PRESET_PARAMS = {
-    "draft": ReconstructParams(resolutions=(48, 96), iterations=(150, 150), rays_per_batch=1024),
-    "standard": ReconstructParams(resolutions=(96, 192), iterations=(600, 900), rays_per_batch=4096),
-    "high": ReconstructParams(resolutions=(128, 256, 384), iterations=(800, 1200, 1200), rays_per_batch=8192),
+    "draft": ReconstructParams(
+        resolutions=(48, 96),
+        iterations=(100, 100),
+        rays_per_batch=1024,
+        carve_passes=(1, 0),
+        carve_max_side=40,
+        carve_neighbours=3,
+        carve_candidates=24,
+        carve_depth=0.75,
+    ),
+    "standard": ReconstructParams(
+        resolutions=(96, 192),
+        iterations=(400, 300),
+        rays_per_batch=2048,
+        carve_passes=(2, 1),
+        carve_max_side=128,
+        carve_chunk_rays=8192,
+    ),
+    "high": ReconstructParams(
+        resolutions=(128, 256),
+        iterations=(1000, 1500),
+        rays_per_batch=8192,
+        carve_passes=(2, 1),
+        carve_max_side=192,
+        carve_chunk_rays=8192,
+    ),
 }
 
 
@@ -207,12 +231,18 @@ class FieldModel:
             )
 
 
-def regularisers(model: FieldModel, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eikonal and smoothness losses at points (P, 3) from central differences one voxel apart."""
-    step = model.voxel
+def regulariser_probes(points: torch.Tensor, step: float) -> torch.Tensor:
+    """(P * 7, 3): each point (P, 3) and its six neighbours ``step`` away along the axes."""
     offsets = torch.cat([torch.zeros(1, 3), torch.eye(3) * step, -torch.eye(3) * step]).to(points)
-    probes = (points[:, None] + offsets).reshape(-1, 3)  # (P * 7, 3)
-    values = model.sdf_lookup(probes).reshape(-1, 7)
+    return (points[:, None] + offsets).reshape(-1, 3)
+
+
+def regularisers(probe_sdf: torch.Tensor, step: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eikonal and smoothness losses from the SDF (P * 7,) at ``regulariser_probes`` (central differences)."""
+    if probe_sdf.numel() == 0:
+        zero = probe_sdf.new_zeros(())
+        return zero, zero
+    values = probe_sdf.reshape(-1, 7)
     centre, plus, minus = values[:, :1], values[:, 1:4], values[:, 4:7]
     gradient = (plus - minus) / (2.0 * step)
     eikonal = ((gradient.norm(dim=1) - 1.0) ** 2).mean()
@@ -242,6 +272,7 @@ def _render(
     width: float,
     params: ReconstructParams,
     jitter: torch.Tensor | None,
+    lookup: FieldLookup | None = None,
 ):
     near, far = bounds.clip(origins, dirs)
     sampling = RaySampling(
@@ -251,7 +282,16 @@ def _render(
     )
     background = torch.tensor(params.background, device=origins.device)
     return render_rays(
-        model.lookup, model.sdf_lookup, origins, dirs, near, far, sampling, width, background, jitter
+        lookup or model.lookup,
+        model.sdf_lookup,
+        origins,
+        dirs,
+        near,
+        far,
+        sampling,
+        width,
+        background,
+        jitter,
     )
 
 
@@ -266,6 +306,8 @@ class Fitting:
         self.generator = torch.Generator().manual_seed(seed)
         self.views = Views(scene, scene.training_views, params, device)
         self.hull_inside = occupancy >= level
+        self.carved_voxels: list[int] = []  # per carving pass, for the stage figures
+        self.probes = torch.zeros(0, 3, device=device)  # regulariser probe points for the next step
         # The hull's signed distance at its own resolution (to_zyx layout): the shape starts as it and
         # never leaves it (the hull contains the object).
         hull_sdf = torch.from_numpy(grids.signed_distance(self.hull_inside))[None]
@@ -298,15 +340,26 @@ class Fitting:
         flat = self.views.draw(params.rays_per_batch, self.generator)
         _, origins, dirs, colour, mask, rgb_mask = self.views.rays(flat)
         jitter = torch.rand(len(flat), generator=self.generator).to(self.device) - 0.5
-        rendered = _render(model, bounds, origins, dirs, width, params, jitter)
+        # The regularisers probe around last step's samples, in the same look-up as this step's rays:
+        # one trilinear pass and one dense gradient instead of two.
+        probes = self.probes
+        probe_sdf = []
+
+        def lookup(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            sdf, colour = model.lookup(torch.cat([points, probes]))
+            probe_sdf.append(sdf[len(points) :])
+            return sdf[: len(points)], colour[: len(points)]
+
+        rendered = _render(model, bounds, origins, dirs, width, params, jitter, lookup)
         rgb_error = (rendered.rgb - colour).abs().sum(dim=1)
         terms = {
             "rgb": (rgb_error * rgb_mask).sum() / rgb_mask.sum().clamp(min=1),
             "mask": F.binary_cross_entropy(rendered.opacity.clamp(1e-4, 1.0 - 1e-4), mask),
         }
-        samples = rendered.points.reshape(-1, 3)
+        terms["eikonal"], terms["smooth"] = regularisers(probe_sdf[0], model.voxel)
+        samples = rendered.points.reshape(-1, 3).detach()
         chosen = torch.randint(len(samples), (params.regulariser_points,), generator=self.generator)
-        terms["eikonal"], terms["smooth"] = regularisers(model, samples[chosen.to(self.device)].detach())
+        self.probes = regulariser_probes(samples[chosen.to(self.device)], model.voxel)
         weights = {
             "rgb": params.weight_rgb,
             "mask": params.weight_mask,
@@ -390,7 +443,11 @@ def fit(
     seed: int,
     ctx: StageContext | None = None,
 ) -> tuple[FieldModel, dict]:
-    """Fit the SDF and colour grids to the scene's training views; returns the model and final losses."""
+    """Fit the SDF and colour grids to the scene's training views.
+
+    Returns the model and its figures: ``final_losses`` (the last batch's terms) and ``carved_voxels``
+    (voxels removed by each carving pass).
+    """
     torch.manual_seed(seed)
     fitting = Fitting(scene, occupancy, level, params, device, seed)
     resolution = params.resolutions[0]
@@ -411,8 +468,9 @@ def fit(
             with torch.no_grad():  # the finer hull sharpens what the coarse level blurred
                 model.field[0] = torch.maximum(model.field[0], fitting.hull_sdf_at(resolution)[0])
         bounds = Bounds(fitting.hull_inside, params.bounds_margin_voxels * model.voxel, device)
-        for _ in range(params.carve_passes):
-            fitting.carve(model, bounds, ctx)
+        fitting.probes = fitting.probes[:0]  # probes are spaced for one level's voxels
+        for _ in range(params.carve_passes[level_index]):
+            fitting.carved_voxels.append(fitting.carve(model, bounds, ctx))
         for step in range(iterations):
             if ctx is not None:
                 ctx.check_stop()
@@ -426,7 +484,8 @@ def fit(
             if ctx is not None and now - last_report >= params.progress_seconds:
                 last_report = now
                 ctx.on_progress(done / total, f"fitting {resolution}^3, step {done}/{total}")
-    return model, {name: float(value.detach()) for name, value in terms.items()}
+    losses = {name: round(float(value.detach()), 6) for name, value in terms.items()}
+    return model, {"final_losses": losses, "carved_voxels": fitting.carved_voxels}
 
 
 @torch.no_grad()
@@ -519,8 +578,9 @@ def load(job_dir: Path) -> Field:
         return Field(sdf=data["sdf"], color=data["color"])
 
 
-def run(ctx: StageContext) -> dict:
-    params = params_for(ctx.preset)
+def run(ctx: StageContext, params: ReconstructParams | None = None) -> dict:
+    """The reconstruct stage; ``params`` default to the preset's."""
+    params = params or params_for(ctx.preset)
     watch = Stopwatch()
     scene_folder = ctx.job_dir / "work" / "preprocess"
     hull_file = ctx.job_dir / "work" / hull.STAGE / hull.HULL_FILE
@@ -528,11 +588,13 @@ def run(ctx: StageContext) -> dict:
         if not needed.is_file():
             raise CaptureError("missing_input", f"{needed} not found: run the earlier stages first")
     scene = Scene.load(scene_folder)
-    carved = hull.load(ctx.job_dir)
+    visual_hull = hull.load(ctx.job_dir)
     ctx.on_progress(0.0, "fitting the surface to the photographs")
-    model, losses = fit(scene, carved.occupancy, carved.level, params, ctx.device, ctx.seed, ctx)
+    model, fit_figures = fit(
+        scene, visual_hull.occupancy, visual_hull.level, params, ctx.device, ctx.seed, ctx
+    )
     fit_seconds = watch.seconds
-    figures = held_out_figures(model, scene, carved.inside, params, ctx.device, ctx)
+    figures = held_out_figures(model, scene, visual_hull.inside, params, ctx.device, ctx)
     field = to_field(model)
     ctx.check_stop()
     result = {
@@ -543,7 +605,7 @@ def run(ctx: StageContext) -> dict:
         "resolution": field.resolution,
         "iterations": sum(params.iterations),
         "rays_per_batch": params.rays_per_batch,
-        "final_losses": losses,
+        **fit_figures,
         **figures,
         "params": asdict(params),
     }

@@ -101,6 +101,10 @@ class LambdaRuntime:
     errors: list[tuple[str, FunctionError]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _in_handler: threading.local = field(default_factory=threading.local)
+    # One lock per handler: like one warm Lambda instance, a function handles one event at a time.
+    # Handler modules keep per-invocation state in globals (powertools' resolver sets
+    # ``app.current_event``), so two threads inside one handler would read each other's requests.
+    _instances: dict[str, threading.Lock] = field(default_factory=dict)
 
     def context_for(self, function_name: str) -> LambdaContext:
         arn = f"arn:aws:lambda:{self.region}:{self.account_id}:function:{function_name}"
@@ -110,12 +114,14 @@ class LambdaRuntime:
         """Run the handler; exceptions propagate (callers that emulate Lambda use ``invoke_safely``)."""
         with self._lock:
             self.invocations[handler_path] = self.invocations.get(handler_path, 0) + 1
+            instance = self._instances.setdefault(handler_path, threading.Lock())
         handler = load_handler(handler_path)
-        self._in_handler.active = True
-        try:
-            return handler(event, self.context_for(function_name or handler_path.split(".")[-2]))
-        finally:
-            self._in_handler.active = False
+        with instance:
+            self._in_handler.active = True
+            try:
+                return handler(event, self.context_for(function_name or handler_path.split(".")[-2]))
+            finally:
+                self._in_handler.active = False
 
     def invoke_safely(self, handler_path: str, event: Any, function_name: str | None = None) -> Any:
         """Like Lambda: the result, or a ``FunctionError`` describing what the handler raised."""

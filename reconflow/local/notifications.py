@@ -1,11 +1,11 @@
-"""Deliver the template's event routes to the real handlers: rule or S3 notification → SQS → handler.
+"""Deliver the template's EventBridge rules to the real handlers: rule → SQS → poller → handler.
 
-moto evaluates EventBridge rules (patterns with ``wildcard`` included) and S3 bucket
-notifications, but delivers to SQS, not to Lambda. So each route the template points at a
-function gets a local queue as its target, with the template's own pattern or key filter, and a
-poller thread hands every message to the function's real handler in this process, as Lambda's
-asynchronous invocation would. A handler that raises is retried like an asynchronous invocation
-(``max_attempts`` in all) and then dropped with the error kept on ``failures``.
+moto evaluates EventBridge rules (patterns with ``wildcard`` included) but delivers to SQS, not to
+Lambda. So each rule the template points at a function gets a local queue as its target in place
+of the function, the template's own pattern unchanged, and a poller thread hands every message to
+the function's real handler in this process, as Lambda's asynchronous invocation would. A handler
+that raises is retried like an asynchronous invocation (``max_attempts`` in all) and then dropped
+with the error kept on ``failures``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ class Route:
     queue_url: str
     handler: str
     function_name: str
-    s3_notification: bool = False  # body is an S3 notification (Records[]), not an EventBridge event
 
 
 def ensure_queue(sqs: Any, name: str) -> tuple[str, str]:
@@ -82,36 +81,6 @@ def route_rule_to_queue(
         Rule=rule_name, EventBusName=event_bus, Targets=[{"Id": f"local-{function_name}"[:64], "Arn": arn}]
     )
     return Route(rule_name, url, handler, function_name)
-
-
-def route_bucket_to_queue(
-    s3: Any,
-    sqs: Any,
-    bucket: str,
-    lambda_configurations: list[dict[str, Any]],
-    handler_for_arn: dict[str, str],
-) -> list[Route]:
-    """Turn the bucket's Lambda notifications into queue notifications with the same events and filter."""
-    routes: list[Route] = []
-    queue_configurations = []
-    for index, configuration in enumerate(lambda_configurations):
-        function_arn = configuration["LambdaFunctionArn"]
-        url, arn = ensure_queue(sqs, f"s3-{bucket}-{index}")
-        queue_configurations.append(
-            {
-                "QueueArn": arn,
-                "Events": configuration["Events"],
-                **({"Filter": configuration["Filter"]} if "Filter" in configuration else {}),
-            }
-        )
-        name = function_arn.rsplit(":", 1)[-1]
-        routes.append(
-            Route(f"s3-{bucket}-{index}", url, handler_for_arn[function_arn], name, s3_notification=True)
-        )
-    s3.put_bucket_notification_configuration(
-        Bucket=bucket, NotificationConfiguration={"QueueConfigurations": queue_configurations}
-    )
-    return routes
 
 
 @dataclass
@@ -161,9 +130,6 @@ class NotificationPoller:
 
     def _deliver(self, route: Route, message: dict[str, Any]) -> None:
         event = json.loads(message["Body"])
-        if route.s3_notification and "Records" not in event:
-            self._delete(route, message)  # s3:TestEvent and the like: nothing for the function
-            return
         result = self.runtime.invoke_safely(route.handler, event, route.function_name)
         attempts = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
         if isinstance(result, FunctionError) and attempts < self.settings.max_attempts:

@@ -13,6 +13,7 @@ from aws_fixtures import REGION, TABLE_NAME, create_data_bucket, create_jobs_tab
 from handler_helpers import BUCKET, STATE_MACHINE_ARN, STATE_MACHINE_NAME
 from hypothesis import HealthCheck, settings
 from moto import mock_aws
+from seeded_jobs import SeededJobs
 
 from handlers import deps
 from handlers.observability import metrics
@@ -21,7 +22,7 @@ from jobstate.jobs import Job
 
 # Bounded for CI: every fuzz test together stays well under a minute on two slow cores.
 FUZZ_SETTINGS = settings(
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     derandomize=True,  # the same examples on every run: a failure in CI reproduces locally
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -48,6 +49,7 @@ HANDLER_ENV = {
 @dataclass
 class FuzzWorld:
     deps: deps.Deps
+    seeded: SeededJobs | None = None  # jobs a test seeded once; its examples share them
 
     def jobs(self) -> list[Job]:
         """Every job item in the table (a scan: the fuzzers' tables are small)."""

@@ -13,7 +13,8 @@ OWNER_B = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
 
 @dataclass
 class SeededJobs:
-    owner_of: dict[str, str] = field(default_factory=dict)  # job id -> owner
+    owner_of: dict[str, str] = field(default_factory=dict)  # job id -> owner (seeded and created later)
+    seeded_ids: list[str] = field(default_factory=list)  # the seeded ones, in a fixed order
 
     def of(self, owner: str) -> list[str]:
         return sorted(job_id for job_id, who in self.owner_of.items() if who == owner)
@@ -36,4 +37,5 @@ def seed_jobs(store: JobStore, owners: tuple[str, ...] = (OWNER_A, OWNER_B)) -> 
         store.succeed(done.job_id, {"model.glb": output_key(done.job_id, "model.glb")})
         for job in (created, queued, running, done):
             seeded.owner_of[job.job_id] = owner
+    seeded.seeded_ids = sorted(seeded.owner_of)
     return seeded

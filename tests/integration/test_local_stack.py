@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from reconflow.local.stack import LocalStack, StackSettings
 
 STOP_WITHIN_S = 2.0  # confirm -> the stage's work stopped (the runner's "stage stopped" record)
 PROCESS_EXIT_WITHIN_S = 10.0  # confirm -> the stage process gone (interpreter teardown included)
+CONCURRENT_REQUESTS = 8
 RECONSTRUCT_START = 40.0  # job progress when reconstruct begins (DESIGN.md, stage table)
 JOB_TIMEOUT_S = 300  # only bounds the waiting; jobs take about a minute here
 
@@ -93,6 +95,19 @@ def test_resources_come_from_the_template(stack: LocalStack) -> None:
         "POST /jobs/{job_id}/cancel",
         "POST /jobs/{job_id}/cancel/confirm",
     }
+
+
+def test_concurrent_requests_each_get_their_own_answer(stack: LocalStack, client: ReconFlowClient) -> None:
+    """The API handler keeps the request in a module global (powertools' resolver): the stack must
+    run one event at a time per function, as one Lambda instance does."""
+    names = [f"parallel-{index}" for index in range(CONCURRENT_REQUESTS)]
+    with ThreadPoolExecutor(max_workers=CONCURRENT_REQUESTS) as pool:
+        listing = [pool.submit(client.list_jobs) for _ in names]
+        created = list(pool.map(lambda name: client.create_job(preset="high", name=name), names))
+        assert all(future.result()["jobs"] is not None for future in listing)
+    for name, answer in zip(names, created, strict=True):
+        job = client.get_job(answer["job_id"])
+        assert (job["name"], job["preset"]) == (name, "high")
 
 
 def test_duplicate_upload_event_starts_one_execution(
@@ -211,6 +226,8 @@ def test_execution_stopped_from_outside_is_finished_by_the_status_change_event(
     stack.client("stepfunctions").stop_execution(
         executionArn=execution["executionArn"], error="Operator.Stop"
     )
-    final = JobObserver(client, job_id).start().wait(60)
-    assert final["status"] in ("FAILED", "CANCELLED")
-    assert any(name == job_id and status == "ABORTED" for name, status in stack.status_events[0].sent)
+    observer = JobObserver(client, job_id).start()
+    final = observer.wait(120)
+    assert final["status"] in ("FAILED", "CANCELLED"), observer.observations
+    sent = stack.status_events[0].sent
+    assert (job_id, "ABORTED") in sent, sent

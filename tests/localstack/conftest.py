@@ -21,8 +21,9 @@ if not os.environ.get(ENDPOINT_VARIABLE):
     collect_ignore_glob = ["test_*.py"]
 
 UNIT_DIR = Path(__file__).resolve().parents[1] / "unit"
-if str(UNIT_DIR) not in sys.path:
-    sys.path.insert(0, str(UNIT_DIR))
+for shared in (UNIT_DIR, UNIT_DIR / "handlers"):  # aws_fixtures, handler_helpers
+    if str(shared) not in sys.path:
+        sys.path.insert(0, str(shared))
 
 from localstack_world import LocalStackWorld, connect  # noqa: E402
 

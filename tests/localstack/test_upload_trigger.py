@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from typing import Any
+from urllib.parse import unquote_plus
 
 from localstack_world import ACCOUNT_ID, REGION, ROLE_ARN, STACK_NAME, LocalStackWorld
 
@@ -50,7 +51,9 @@ def _receive(sqs: Any, queue_url: str, expected: int) -> list[dict[str, Any]]:
     deadline = time.monotonic() + DELIVERY_TIMEOUT_S
     quiet_until = None
     while time.monotonic() < deadline and (quiet_until is None or time.monotonic() < quiet_until):
-        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        )
         for message in got:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         messages += got
@@ -69,7 +72,9 @@ def test_only_captures_under_input_reach_the_upload_handler(localstack: LocalSta
     events.put_rule(Name=rule, EventPattern=json.dumps(_template_pattern(bucket)))
     function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{STACK_NAME}-upload"
     events.put_targets(Rule=rule, Targets=[{"Id": "upload-function", "Arn": function_arn}])
-    route = route_rule_to_queue(events, sqs, rule, (function_arn, f"{STACK_NAME}-upload", "handlers.upload.handler"))
+    route = route_rule_to_queue(
+        events, sqs, rule, (function_arn, f"{STACK_NAME}-upload", "handlers.upload.handler")
+    )
     assert [t["Arn"] for t in events.list_targets_by_rule(Rule=rule)["Targets"]] != [function_arn]
 
     machine = sfn.create_state_machine(
@@ -89,7 +94,8 @@ def test_only_captures_under_input_reach_the_upload_handler(localstack: LocalSta
 
     messages = _receive(sqs, route.queue_url, expected=len(captures))
     bodies = [json.loads(m["Body"]) for m in messages]
-    assert sorted(b["detail"]["object"]["key"] for b in bodies) == sorted(captures)
+    # The event's key is URL-encoded (LocalStack writes "red%20flower.zip"); the handler decodes it.
+    assert sorted(unquote_plus(b["detail"]["object"]["key"]) for b in bodies) == sorted(captures)
 
     deps = localstack.use_handler_deps(state_machine_arn=machine)
     handled = upload.process_event({"Records": [{"body": m["Body"]} for m in messages]}, deps)
