@@ -26,9 +26,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from jobstate.stages import PRESETS
 from reconflow.client import TERMINAL_STATUSES, ApiError, ReconFlowClient
 
-PRESETS = ("draft", "standard", "high")
 STAGE_COUNT = 6
 console = Console()
 err_console = Console(stderr=True)

@@ -42,7 +42,7 @@ class HullParams:
     tolerance_views: int = 1  # views allowed to disagree before a point is carved
     erode_pixels: int = 0  # erode every mask by this many pixels before carving
     refine_margin_cells: int = 2  # coarse cells around the level set re-evaluated at the finer level
-    samples_per_chunk: int = 1 << 24  # views x points projected at once (memory bound)
+    samples_per_chunk: int = 1 << 22  # views x points projected at once (~0.5 s a chunk on a CPU)
 
 
 PRESET_PARAMS = {

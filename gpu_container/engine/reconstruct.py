@@ -49,7 +49,8 @@ class ReconstructParams:
     resolutions: tuple[int, ...]  # SDF and colour grid points per axis, one entry per level
     iterations: tuple[int, ...]  # optimiser steps per level
     rays_per_batch: int
-    carve_passes: tuple[int, ...] = (2, 1)  # photo-consistency carving passes at the start of each level
+    carve_passes: tuple[int, ...] = (2, 1)  # photo-consistency carving passes at the start of level i (none
+    # for levels past the end of the tuple)
     window_samples: int = 24  # samples per ray across the window around the surface
     window_half_voxels: float = 4.0  # half width of that window, in voxels of the level
     search_step_voxels: float = 2.0  # spacing of the surface search along each ray, in voxels
@@ -68,7 +69,7 @@ class ReconstructParams:
     bounds_margin_voxels: float = 3.0  # rays are sampled inside the hull's box grown by this much
     background: tuple[float, float, float] = (0.5, 0.5, 0.5)  # composited behind partial opacity
     carve_max_side: int = 64  # carving passes look at pixels of a grid at most this many a side (0: off)
-    carve_chunk_rays: int = 2048
+    carve_chunk_rays: int = 1024  # rays swept at once (a chunk stays well under a second on a CPU)
     carve_neighbours: int = 4  # nearest views compared with each ray's own view
     carve_candidates: int = 32  # depths swept behind the current surface
     carve_depth: float = 1.0  # box units swept behind the current surface
@@ -84,9 +85,11 @@ class ReconstructParams:
     progress_seconds: float = 0.5  # at most one progress report per this many seconds
 
     def __post_init__(self) -> None:
-        levels = len(self.resolutions)
-        if not levels or len(self.iterations) != levels or len(self.carve_passes) != levels:
-            raise ValueError("resolutions, iterations and carve_passes need one entry per level")
+        if not self.resolutions or len(self.iterations) != len(self.resolutions):
+            raise ValueError("resolutions and iterations need one entry per level")
+
+    def carve_passes_at(self, level: int) -> int:
+        return self.carve_passes[level] if level < len(self.carve_passes) else 0
 
 
 PRESET_PARAMS = {
@@ -106,7 +109,6 @@ PRESET_PARAMS = {
         rays_per_batch=2048,
         carve_passes=(2, 1),
         carve_max_side=128,
-        carve_chunk_rays=8192,
     ),
     "high": ReconstructParams(
         resolutions=(128, 256),
@@ -114,7 +116,6 @@ PRESET_PARAMS = {
         rays_per_batch=8192,
         carve_passes=(2, 1),
         carve_max_side=192,
-        carve_chunk_rays=8192,
     ),
 }
 
@@ -469,7 +470,7 @@ def fit(
                 model.field[0] = torch.maximum(model.field[0], fitting.hull_sdf_at(resolution)[0])
         bounds = Bounds(fitting.hull_inside, params.bounds_margin_voxels * model.voxel, device)
         fitting.probes = fitting.probes[:0]  # probes are spaced for one level's voxels
-        for _ in range(params.carve_passes[level_index]):
+        for _ in range(params.carve_passes_at(level_index)):
             fitting.carved_voxels.append(fitting.carve(model, bounds, ctx))
         for step in range(iterations):
             if ctx is not None:

@@ -13,6 +13,7 @@ the event deliveries moto does not make (``notifications``, ``status_events``, `
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import tempfile
@@ -130,8 +131,8 @@ class LocalStack:
         self.schedules: list[PeriodicInvoker] = []
         self.gateway: HttpApiGateway | None = None
         self.moto_url = ""
-        self.work_dir: Path | None = None
         self._server: Any = None
+        self._moto_config_before: dict[str, Any] | None = None
         self._exits = ExitStack()
         self._saved_env: dict[str, str | None] = {}
 
@@ -182,6 +183,11 @@ class LocalStack:
         self._set_env({"MOTO_PORT": str(port), "AWS_ENDPOINT_URL": self.moto_url})
         # moto's backends are process-wide: an earlier stack in this process must leave nothing behind.
         requests.post(f"{self.moto_url}/moto-api/reset", timeout=10).raise_for_status()
+        # The config is process-wide too (moto's default_user_config): keep a copy to put back on stop,
+        # so code that runs moto in-process after this stack is not left executing state machines.
+        from moto.core.config import default_user_config
+
+        self._moto_config_before = copy.deepcopy(default_user_config)
         requests.post(f"{self.moto_url}/moto-api/config", json=MOTO_CONFIG, timeout=10).raise_for_status()
 
     def _deploy(self) -> deploy.Deployment:
@@ -429,6 +435,12 @@ class LocalStack:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self._moto_config_before is not None:
+            from moto.core.config import default_user_config
+
+            default_user_config.clear()
+            default_user_config.update(self._moto_config_before)
+            self._moto_config_before = None
         self._restore_env()
         self._reset_cached_clients()
 

@@ -90,7 +90,7 @@ def test_cancel_inside_reconstruct_stops_within_a_second_and_writes_nothing(pock
         (job / "work" / stage).mkdir(parents=True)
         for path in source.iterdir():
             (job / "work" / stage / path.name).write_bytes(path.read_bytes())
-    stop = StopAfter(calls=25)  # past the carving pass (8 chunks), inside the optimisation loop
+    stop = StopAfter(calls=40)  # past the carving pass (about 15 checks), inside the optimisation loop
     ctx = StageContext(job_dir=job, preset="draft", should_stop=stop)
     with pytest.raises(StageCancelled):
         reconstruct.run(ctx, replace(SMALL, carve_passes=(1, 0)))
