@@ -1,7 +1,10 @@
 """Stage 4: refine the hull against the photographs where silhouettes cannot see (concavities).
 
 The shape is a signed-distance grid (box units, negative inside) initialised from the visual
-hull's distance transform; the colour a grid of logits beside it. Both are fitted by
+hull's distance transform; the colour a grid of logits beside it. At the start of each level,
+photo-consistency carving (``photo_carving``) opens what the silhouettes could not: rays inside the
+silhouettes sweep behind their current surface, and voxels in front of a clearly better-matching
+depth, voted free by enough rays, are subtracted from the SDF. Then both grids are fitted by
 differentiable volume rendering (``volume_render``: NeuS's unbiased opacity from the SDF with a
 scheduled surface width, trilinear look-ups, samples only in a window around the current surface
 inside the hull's bounds) against the training views:
@@ -12,12 +15,14 @@ inside the hull's bounds) against the training views:
 - eikonal: (|grad f| - 1)^2 by central differences at the ray samples, keeps f a distance;
 - smoothness: squared second differences of f at the same points (a discrete Laplacian).
 
-Coarse to fine: each level of ``resolutions`` upsamples the previous grids trilinearly and runs
-its own iterations with a fresh optimiser. Deterministic for a seed on the CPU (a seeded CPU
+Coarse to fine: each level of ``resolutions`` upsamples the previous grids trilinearly (intersected
+with the hull at the finer resolution, which never holds less than the object) and runs its own
+carving passes and iterations with a fresh optimiser. Deterministic for a seed on the CPU (a seeded CPU
 generator draws the rays; no nondeterministic CPU op is used).
 
 Writes ``work/reconstruct/field.npz`` (``sdf`` (R, R, R) float32, ``color`` (R, R, R, 3) float32 in
-[0, 1], ``resolution``) and ``stage.json`` (iterations, final losses, held-out mask IoU and PSNR).
+[0, 1], ``resolution``) and ``stage.json`` (iterations, final losses, voxels carved per pass,
+held-out mask IoU and PSNR).
 """
 
 from __future__ import annotations
