@@ -34,7 +34,13 @@ from typing import Any
 import torch
 
 from gpu_container import logs
-from gpu_container.engine.context import CaptureError, StageCancelled, StageContext, default_device
+from gpu_container.engine.context import (
+    STAGE_RECORD,
+    CaptureError,
+    StageCancelled,
+    StageContext,
+    default_device,
+)
 from gpu_container.s3sync import (
     TransferSettings,
     TransferStoppedError,
@@ -55,7 +61,6 @@ logger = logging.getLogger(__name__)
 
 StageFunction = Callable[[StageContext], dict]
 STAGE_FAILED = "stage_failed"
-STAGE_RECORD = "stage.json"
 EXPORT = "export"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,7 +12,18 @@ import torch
 
 from jobstate.stages import PRESETS
 
-__all__ = ["PRESETS", "CaptureError", "StageCancelled", "StageContext", "Stopwatch", "default_device"]
+__all__ = [
+    "PRESETS",
+    "STAGE_RECORD",
+    "CaptureError",
+    "StageCancelled",
+    "StageContext",
+    "Stopwatch",
+    "default_device",
+    "write_stage_record",
+]
+
+STAGE_RECORD = "stage.json"  # each stage's figures, in work/<stage>/; export gathers them into report.json
 
 ProgressCallback = Callable[[float, str], None]
 StopCheck = Callable[[], bool]
@@ -75,3 +87,10 @@ class Stopwatch:
     @property
     def seconds(self) -> float:
         return time.perf_counter() - self._start
+
+
+def write_stage_record(folder: Path, figures: dict) -> Path:
+    """Write a stage's figures (seconds, device, sizes...) as ``folder/stage.json``."""
+    path = folder / STAGE_RECORD
+    path.write_text(json.dumps(figures, indent=2))
+    return path

@@ -19,9 +19,9 @@ import numpy as np
 from PIL import Image
 from trimesh.exchange.obj import export_obj
 
-from gpu_container.engine.context import StageContext, Stopwatch
+from gpu_container.engine.context import STAGE_RECORD, StageContext, Stopwatch, write_stage_record
 from gpu_container.engine.mesh import STAGE as MESH_STAGE
-from gpu_container.engine.mesh import ColoredMesh, write_stage_json
+from gpu_container.engine.mesh import ColoredMesh
 from gpu_container.engine.render import RayCaster, render, scene_camera, shaded_rgba
 from gpu_container.engine.scene import Scene
 from jobstate.stages import STAGE_NAMES
@@ -110,7 +110,7 @@ def stage_records(work_dir: Path) -> dict[str, dict]:
     """Every earlier ``work/<stage>/stage.json``, in pipeline order (file times change in a copy)."""
     records = {}
     for stage in STAGE_NAMES:
-        path = work_dir / stage / "stage.json"
+        path = work_dir / stage / STAGE_RECORD
         if stage != STAGE and path.exists():
             records[stage] = json.loads(path.read_text())
     return records
@@ -206,6 +206,6 @@ def run(ctx: StageContext) -> dict:
         "outputs": report["outputs"],
         "params": asdict(params),
     }
-    write_stage_json(ctx.work_dir(STAGE), figures)
+    write_stage_record(ctx.work_dir(STAGE), figures)
     ctx.on_progress(1.0, "done")
     return figures

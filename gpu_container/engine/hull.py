@@ -19,7 +19,6 @@ Writes ``work/hull/hull.npz`` (``occupancy`` (R, R, R) float32 in [0, 1], ``leve
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from gpu_container.engine.cameras import silhouette_coverage
-from gpu_container.engine.context import CaptureError, StageContext, Stopwatch
+from gpu_container.engine.context import CaptureError, StageContext, Stopwatch, write_stage_record
 from gpu_container.engine.scene import Scene, grid_coordinates
 
 STAGE = "hull"
@@ -191,6 +190,6 @@ def run(ctx: StageContext, params: HullParams | None = None) -> dict:
         level=np.float32(result.level),
         resolution=np.int64(params.resolution),
     )
-    (folder / "stage.json").write_text(json.dumps(figures, indent=2))
+    write_stage_record(folder, figures)
     ctx.on_progress(1.0, "hull done")
     return figures

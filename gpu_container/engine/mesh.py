@@ -14,7 +14,6 @@ fills the vertices that no view sees), and the texture atlas when the preset ask
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from trimesh.visual import TextureVisuals
 from trimesh.visual.material import SimpleMaterial
 
 from gpu_container.engine import texture
-from gpu_container.engine.context import CaptureError, StageContext, Stopwatch
+from gpu_container.engine.context import CaptureError, StageContext, Stopwatch, write_stage_record
 from gpu_container.engine.render import (
     RayCaster,
     SurfaceColors,
@@ -356,12 +355,6 @@ def run(ctx: StageContext) -> dict:
         **counts,
         "params": asdict(params),
     }
-    write_stage_json(out_dir, figures)
+    write_stage_record(out_dir, figures)
     ctx.on_progress(1.0, f"{counts['faces_final']} faces")
     return figures
-
-
-def write_stage_json(folder: Path, figures: dict) -> Path:
-    path = folder / "stage.json"
-    path.write_text(json.dumps(figures, indent=2))
-    return path

@@ -36,7 +36,7 @@ from PIL import Image
 
 from gpu_container.engine import imageio
 from gpu_container.engine.cameras import intrinsics_matrix, project
-from gpu_container.engine.context import PRESETS, CaptureError, StageContext, Stopwatch
+from gpu_container.engine.context import PRESETS, CaptureError, StageContext, Stopwatch, write_stage_record
 from gpu_container.engine.scene import Scene
 from gpu_container.engine.validate import MANIFEST_FILE
 from gpu_container.engine.validate import STAGE as VALIDATE_STAGE
@@ -322,5 +322,5 @@ def run(ctx: StageContext, params: PreprocessParams | None = None) -> dict:
         "carve_kept_fraction": kept_fraction,
         "params": asdict(params),
     }
-    (out / "stage.json").write_text(json.dumps(figures, indent=1))
+    write_stage_record(out, figures)
     return figures

@@ -27,7 +27,6 @@ held-out mask IoU and PSNR).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -40,7 +39,7 @@ from scipy import ndimage
 
 from gpu_container.engine import grids, hull
 from gpu_container.engine.cameras import batched_pixel_rays
-from gpu_container.engine.context import CaptureError, StageContext, Stopwatch
+from gpu_container.engine.context import CaptureError, StageContext, Stopwatch, write_stage_record
 from gpu_container.engine.photo_carving import CarveSettings, StackedViews, photo_findings
 from gpu_container.engine.scene import Scene
 from gpu_container.engine.volume_render import FieldLookup, RaySampling, find_surface, ray_box, render_rays
@@ -619,6 +618,6 @@ def run(ctx: StageContext, params: ReconstructParams | None = None) -> dict:
     np.savez_compressed(
         folder / FIELD_FILE, sdf=field.sdf, color=field.color, resolution=np.int64(field.resolution)
     )
-    (folder / "stage.json").write_text(json.dumps(result, indent=2))
+    write_stage_record(folder, result)
     ctx.on_progress(1.0, "surface fitted")
     return result

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from gpu_container.engine import imageio
-from gpu_container.engine.context import PRESETS, CaptureError, StageContext, Stopwatch
+from gpu_container.engine.context import PRESETS, CaptureError, StageContext, Stopwatch, write_stage_record
 
 STAGE = "validate"
 MANIFEST_FILE = "manifest.json"
@@ -371,5 +371,5 @@ def run(ctx: StageContext, params: ValidateParams | None = None) -> dict:
         "entries": entries,
         "masks": "mask_path" if any(frame["mask"] for frame in manifest["frames"]) else "alpha",
     }
-    (out / "stage.json").write_text(json.dumps(figures, indent=1))
+    write_stage_record(out, figures)
     return figures
