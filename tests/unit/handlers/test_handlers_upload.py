@@ -85,6 +85,7 @@ def test_duplicate_deliveries_in_both_shapes_start_one_execution_and_leave_one_i
     assert world.job().execution_arn == world.executions()[0]["executionArn"]
 
 
+@pytest.mark.usefixtures("atomic_moto_updates")
 @pytest.mark.parametrize("made_by_api", [True, False])
 def test_concurrent_deliveries_start_one_execution(world: World, made_by_api: bool) -> None:
     if made_by_api:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 from jobstate_helpers import FakeClock
@@ -15,22 +14,6 @@ from jobstate.progress import ThrottledProgress
 
 WRITERS = 6
 WRITES_PER_WRITER = 25
-
-
-@pytest.fixture
-def atomic_moto_updates(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DynamoDB applies each conditional write atomically; moto's backend does not lock, so
-    concurrent updates are serialised here to model the real service (not our code)."""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.Lock()
-    original = DynamoDBBackend.update_item
-
-    def update_item(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(DynamoDBBackend, "update_item", update_item)
 
 
 def running_job_id(store: JobStore, stage: str = "reconstruct") -> str:
