@@ -27,7 +27,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "gpu_container.engine.hull": {"resolution": 40, "coarse_resolution": 16},
         "gpu_container.engine.reconstruct": {
             "resolutions": (24, 40),
-            "iterations": (15, 15),
+            # Long enough that a cancel confirmed mid-stage (tests, bench) lands inside the loop.
+            "iterations": (15, 120),
             "rays_per_batch": 512,
             "regulariser_points": 1024,
             "eval_max_side": 48,
