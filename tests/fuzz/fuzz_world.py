@@ -3,16 +3,14 @@ with the environment the template gives the functions. One per test; examples sh
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aws_fixtures import REGION, TABLE_NAME, create_data_bucket, create_jobs_table
-from handler_helpers import BUCKET, STATE_MACHINE_ARN, STATE_MACHINE_NAME
+from aws_fixtures import TABLE_NAME, moto_aws
+from handler_helpers import BUCKET, HANDLER_ENV, STATE_MACHINE_ARN, create_handler_resources
 from hypothesis import HealthCheck, settings
-from moto import mock_aws
 from seeded_jobs import SeededJobs
 
 from handlers import deps
@@ -28,22 +26,8 @@ FUZZ_SETTINGS = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     database=None,
 )
-PASS_DEFINITION = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
-HANDLER_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-    "TABLE_NAME": TABLE_NAME,
-    "BUCKET_NAME": BUCKET,
-    "STATE_MACHINE_ARN": STATE_MACHINE_ARN,
-    "POWERTOOLS_TRACE_DISABLED": "1",
-    "POWERTOOLS_SERVICE_NAME": "reconflow",
-    "POWERTOOLS_METRICS_NAMESPACE": "ReconFlow",
-    "POWERTOOLS_LOG_LEVEL": "CRITICAL",  # thousands of refused requests would flood the output
-}
+# The functions' environment; thousands of refused requests would flood the output with logs.
+FUZZ_ENV = {**HANDLER_ENV, "POWERTOOLS_LOG_LEVEL": "CRITICAL"}
 
 
 @dataclass
@@ -72,23 +56,10 @@ class FuzzWorld:
 
 @pytest.fixture
 def fuzz_world() -> Iterator[FuzzWorld]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in HANDLER_ENV.items():
-            patch.setenv(name, value)
-        for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-            patch.delenv(name, raising=False)
-        jobstate_aws.reset_clients()
-        with mock_aws():
-            built = deps.build()
-            create_jobs_table(jobstate_aws.client("dynamodb", built.settings), TABLE_NAME)
-            create_data_bucket(built.s3, BUCKET, versioned=True)
-            built.sfn.create_state_machine(
-                name=STATE_MACHINE_NAME,
-                definition=PASS_DEFINITION,
-                roleArn=f"arn:aws:iam::123456789012:role/{STATE_MACHINE_NAME}",
-            )
-            deps.use(built)
-            yield FuzzWorld(built)
-            deps.reset()
-            metrics.clear_metrics()
-        jobstate_aws.reset_clients()
+    with moto_aws(FUZZ_ENV):
+        built = deps.build()
+        create_handler_resources(built, jobstate_aws.client("dynamodb", built.settings))
+        deps.use(built)
+        yield FuzzWorld(built)
+        deps.reset()
+        metrics.clear_metrics()

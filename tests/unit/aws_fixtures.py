@@ -5,14 +5,17 @@ Use from any conftest under tests/unit (this folder is on sys.path through its c
     from aws_fixtures import aws, aws_env, bucket, jobs_table, versioned_bucket  # noqa: F401
 
 ``aws`` is the moto context (``mock_aws``) with fake credentials and ``TABLE_NAME``/``BUCKET_NAME``
-set; ``jobs_table`` and ``bucket`` create the resources inside it. The builders
-(``create_jobs_table``, ``create_data_bucket``) take a client, so a benchmark or an integration
-test can make the same resources on a moto server.
+set; ``jobs_table`` and ``bucket`` create the resources inside it. ``moto_aws`` is the same context
+for a fixture of another scope or environment (the handler tests, the fuzzers). The builders
+(``create_jobs_table``, ``create_data_bucket``, ``create_pass_state_machine``) take a client, so a
+benchmark or an integration test can make the same resources on a moto server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -37,6 +40,17 @@ TABLE_ATTRIBUTES = (
 OWNER_INDEX = "by-owner"
 STATUS_INDEX = "by-status"
 TTL_ATTRIBUTE = "expires_at"
+# A state machine moto records executions of (it does not run them in the unit tests).
+PASS_DEFINITION = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
+# Fake credentials and the region: what every moto test sets, whatever else its code reads.
+FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
 
 
 def _index(name: str, hash_key: str, range_key: str) -> dict[str, Any]:
@@ -78,22 +92,38 @@ def create_data_bucket(s3_client: Any, bucket: str = BUCKET_NAME, *, versioned: 
         s3_client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 
 
+def create_pass_state_machine(sfn_client: Any, name: str) -> str:
+    """A state machine of one Pass state; returns its ARN."""
+    made = sfn_client.create_state_machine(
+        name=name, definition=PASS_DEFINITION, roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"
+    )
+    return made["stateMachineArn"]
+
+
+def set_fake_aws_env(patch: pytest.MonkeyPatch, env: Mapping[str, str]) -> None:
+    """Fake credentials, the region and ``env``; no endpoint override, no profile."""
+    for name, value in {**FAKE_AWS_ENV, **env}.items():
+        patch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        patch.delenv(name, raising=False)
+
+
+@contextmanager
+def moto_aws(env: Mapping[str, str]) -> Iterator[Any]:
+    """moto's in-process AWS (the ``mock_aws`` object) with fake credentials and ``env`` set until
+    the end; the core's cached clients are dropped before and after."""
+    with pytest.MonkeyPatch.context() as patch:
+        set_fake_aws_env(patch, env)
+        jobstate_aws.reset_clients()
+        with mock_aws() as mock:
+            yield mock
+        jobstate_aws.reset_clients()
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials, the region and the resource names; no endpoint override."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SECURITY_TOKEN": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-        "TABLE_NAME": TABLE_NAME,
-        "BUCKET_NAME": BUCKET_NAME,
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
+    set_fake_aws_env(monkeypatch, {"TABLE_NAME": TABLE_NAME, "BUCKET_NAME": BUCKET_NAME})
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Helpers of the handler tests: the example ids of ``events/``, loading and editing those events."""
+"""Helpers of the handler tests: the example ids of ``events/``, loading and editing those events,
+and the functions' environment and resources in moto (shared with the fuzzers)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from aws_fixtures import TABLE_NAME, create_data_bucket, create_jobs_table, create_pass_state_machine
 
 from handlers.deps import Deps
 from jobstate.jobs import Job
@@ -23,6 +26,16 @@ STATE_MACHINE_ARN = f"arn:aws:states:us-east-1:123456789012:stateMachine:{STATE_
 INPUT_KEY = f"jobs/{JOB_ID}/input/capture.zip"
 OTHER_OWNER = "5a1b2c3d-0e9f-4a8b-9c7d-6e5f4a3b2c1d"
 
+# The environment the template gives the functions (bucket and state machine as events/ name them).
+HANDLER_ENV = {
+    "TABLE_NAME": TABLE_NAME,
+    "BUCKET_NAME": BUCKET,
+    "STATE_MACHINE_ARN": STATE_MACHINE_ARN,
+    "POWERTOOLS_TRACE_DISABLED": "1",
+    "POWERTOOLS_SERVICE_NAME": "reconflow",
+    "POWERTOOLS_METRICS_NAMESPACE": "ReconFlow",
+}
+
 API_EVENTS = (
     "api_create_job.json",
     "api_list_jobs.json",
@@ -31,6 +44,13 @@ API_EVENTS = (
     "api_confirm_cancel.json",
 )
 UPLOAD_EVENTS = ("upload_s3_put.json", "upload_eventbridge_object_created.json")
+
+
+def create_handler_resources(base: Deps, dynamodb: Any) -> None:
+    """The jobs table, the versioned data bucket and a Pass state machine, as ``HANDLER_ENV`` names them."""
+    create_jobs_table(dynamodb, base.settings.table_name)
+    create_data_bucket(base.s3, BUCKET, versioned=True)
+    assert create_pass_state_machine(base.sfn, STATE_MACHINE_NAME) == STATE_MACHINE_ARN
 
 
 class FakeClock:
