@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import botocore.loaders
@@ -24,8 +24,8 @@ _lock = threading.Lock()
 # credentials and endpoint) without reading the JSON models again.
 _loader = botocore.loaders.create_loader(os.environ.get("AWS_DATA_PATH"))
 _session: boto3.session.Session | None = None
-_clients: dict[tuple[str, int], Any] = {}
-_resources: dict[tuple[str, int], Any] = {}
+# Clients and resources by (kind, service, attempts); kind is "client" or "resource".
+_made: dict[tuple[str, str, int], Any] = {}
 
 
 def retry_config(settings: Settings | None = None) -> Config:
@@ -48,28 +48,26 @@ def session() -> boto3.session.Session:
         return _session
 
 
+def _cached(kind: Literal["client", "resource"], service: str, settings: Settings | None) -> Any:
+    """``session().client`` or ``session().resource`` for ``service``, made once per process."""
+    settings = settings or Settings()
+    key = (kind, service, settings.aws_max_attempts)
+    found = _made.get(key)
+    if found is None:
+        made = getattr(session(), kind)(service, config=retry_config(settings))
+        with _lock:
+            found = _made.setdefault(key, made)
+    return found
+
+
 def client(service: str, settings: Settings | None = None) -> Any:
     """A low-level client for ``service``, made once per process (clients are thread-safe)."""
-    settings = settings or Settings()
-    key = (service, settings.aws_max_attempts)
-    found = _clients.get(key)
-    if found is None:
-        made = session().client(service, config=retry_config(settings))
-        with _lock:
-            found = _clients.setdefault(key, made)
-    return found
+    return _cached("client", service, settings)
 
 
 def resource(service: str, settings: Settings | None = None) -> Any:
     """A boto3 resource for ``service``, made once per process (resources are not thread-safe)."""
-    settings = settings or Settings()
-    key = (service, settings.aws_max_attempts)
-    found = _resources.get(key)
-    if found is None:
-        made = session().resource(service, config=retry_config(settings))
-        with _lock:
-            found = _resources.setdefault(key, made)
-    return found
+    return _cached("resource", service, settings)
 
 
 def reset_clients() -> None:
@@ -77,5 +75,4 @@ def reset_clients() -> None:
     global _session
     with _lock:
         _session = None
-        _clients.clear()
-        _resources.clear()
+        _made.clear()
