@@ -252,7 +252,7 @@ class JobStore:
             "Limit": limit,
         }
         if cursor is not None:
-            query["ExclusiveStartKey"] = {k: {"S": v} for k, v in _decode_cursor(cursor, owner).items()}
+            query["ExclusiveStartKey"] = _item(_decode_cursor(cursor, owner))
         page = self._db.query(**query)
         jobs = [Job.from_item(_from_item(item)) for item in page.get("Items", [])]
         last = page.get("LastEvaluatedKey")
