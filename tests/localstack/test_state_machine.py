@@ -91,6 +91,16 @@ def _job_with_input(localstack: LocalStackWorld, status: str) -> str:
     return job.job_id
 
 
+def _execute(
+    localstack: LocalStackWorld, state_machine: str, test_case: str, status: str
+) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    """A job in ``status`` with its input, run to the end under ``test_case`` of the mock config:
+    the job id, the finished execution and its history."""
+    job_id = _job_with_input(localstack, status)
+    execution = _finished(localstack, _start(localstack, state_machine, test_case, job_id))
+    return job_id, execution, _history(localstack, execution["executionArn"])
+
+
 def _run_cleanup_as_the_execution_asked(
     localstack: LocalStackWorld, history: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -103,10 +113,7 @@ def _run_cleanup_as_the_execution_asked(
 def test_a_job_cancelled_before_the_first_stage_is_purged_and_cancelled(
     localstack: LocalStackWorld, state_machine: str
 ) -> None:
-    job_id = _job_with_input(localstack, CANCELLING)
-
-    execution = _finished(localstack, _start(localstack, state_machine, LAMBDA_MOCKED, job_id))
-    history = _history(localstack, execution["executionArn"])
+    job_id, execution, history = _execute(localstack, state_machine, LAMBDA_MOCKED, CANCELLING)
 
     assert execution["status"] == "SUCCEEDED"
     assert _entered(history) == [
@@ -130,10 +137,7 @@ def test_a_job_cancelled_before_the_first_stage_is_purged_and_cancelled(
 
 
 def test_a_failed_stage_fails_the_job_with_its_error(localstack: LocalStackWorld, state_machine: str) -> None:
-    job_id = _job_with_input(localstack, RUNNING)
-
-    execution = _finished(localstack, _start(localstack, state_machine, VALIDATE_FAILS, job_id))
-    history = _history(localstack, execution["executionArn"])
+    job_id, execution, history = _execute(localstack, state_machine, VALIDATE_FAILS, RUNNING)
 
     assert execution["status"] == "FAILED"
     assert execution["error"] == "ReconFlow.JobFailed"
@@ -169,10 +173,7 @@ def test_a_job_cancelled_while_its_stage_fails_is_cancelled_not_failed(
     The cancel lands while the stage runs; a static mock stands for the first check having seen
     the job still QUEUED (the table already says CANCELLING when the execution starts).
     """
-    job_id = _job_with_input(localstack, CANCELLING)
-
-    execution = _finished(localstack, _start(localstack, state_machine, CANCEL_DURING_STAGE, job_id))
-    history = _history(localstack, execution["executionArn"])
+    job_id, execution, history = _execute(localstack, state_machine, CANCEL_DURING_STAGE, CANCELLING)
 
     assert execution["status"] == "SUCCEEDED"
     assert _entered(history) == [
