@@ -430,15 +430,14 @@ class RequestCounter:
 
 def moto_entries(bucket: str, prefix: str) -> int:
     """Versions and delete markers under ``prefix`` in moto's store (read directly, no paging)."""
-    from moto.s3.models import s3_backends
+    from aws_fixtures import moto_s3_backend
 
-    store = s3_backends[ACCOUNT_ID]["aws"].get_bucket(bucket).keys
+    store = moto_s3_backend().get_bucket(bucket).keys
     return sum(len(versions) for key, versions in store.iterlists() if key.startswith(prefix))
 
 
 def measure_purge() -> dict[str, Any]:
-    from aws_fixtures import create_data_bucket
-    from moto.s3.models import s3_backends
+    from aws_fixtures import create_data_bucket, fill_versions, moto_s3_backend, start_unfinished_upload
 
     from jobstate import aws
     from jobstate.ids import new_job_id
@@ -449,22 +448,14 @@ def measure_purge() -> dict[str, Any]:
     create_data_bucket(setup, PURGE_BUCKET, versioned=True)
     job_id, neighbour_id = new_job_id(), new_job_id()
     prefix = job_prefix(job_id)
-    # Filling 10,000 versions through moto's backend directly takes seconds instead of minutes.
-    backend = s3_backends[ACCOUNT_ID]["aws"]
     keys = [work_key(job_id, "reconstruct", f"chunk/{index:05d}.bin") for index in range(PURGE_KEYS)]
-    for key in keys:
-        backend.put_object(PURGE_BUCKET, key, b"v1")
-    for key in keys[:PURGE_SECOND_VERSIONS]:
-        backend.put_object(PURGE_BUCKET, key, b"v2")
-    for key in keys[-PURGE_DELETE_MARKERS:]:
-        backend.delete_object(PURGE_BUCKET, key)
-    upload_key = output_key(job_id, "model.glb")
-    upload = setup.create_multipart_upload(Bucket=PURGE_BUCKET, Key=upload_key)
-    setup.upload_part(
-        Bucket=PURGE_BUCKET, Key=upload_key, UploadId=upload["UploadId"], PartNumber=1, Body=b"p"
+    fill_versions(
+        PURGE_BUCKET, keys, second_versions=PURGE_SECOND_VERSIONS, delete_markers=PURGE_DELETE_MARKERS
     )
+    start_unfinished_upload(setup, PURGE_BUCKET, output_key(job_id, "model.glb"))
     neighbours = [input_key(neighbour_id, f"part{index:03d}.zip") for index in range(PURGE_NEIGHBOUR_KEYS)]
     neighbours.append(f"jobs/{job_id}x/input/capture.zip")
+    backend = moto_s3_backend()
     for key in neighbours:
         backend.put_object(PURGE_BUCKET, key, b"keep")
     entries = moto_entries(PURGE_BUCKET, prefix)

@@ -8,13 +8,14 @@ Use from any conftest under tests/unit (this folder is on sys.path through its c
 set; ``jobs_table`` and ``bucket`` create the resources inside it. ``moto_aws`` is the same context
 for a fixture of another scope or environment (the handler tests, the fuzzers). The builders
 (``create_jobs_table``, ``create_data_bucket``, ``create_pass_state_machine``) take a client, so a
-benchmark or an integration test can make the same resources on a moto server.
+benchmark or an integration test can make the same resources on a moto server; ``fill_versions``
+writes a job's worth of object versions straight into moto's S3 (the purge test and its benchmark).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -98,6 +99,32 @@ def create_pass_state_machine(sfn_client: Any, name: str) -> str:
         name=name, definition=PASS_DEFINITION, roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"
     )
     return made["stateMachineArn"]
+
+
+def moto_s3_backend() -> Any:
+    """moto's S3 backend of its default account (``mock_aws``'s, or a moto server's in this process)."""
+    from moto.s3.models import s3_backends
+
+    return s3_backends[ACCOUNT_ID]["aws"]
+
+
+def fill_versions(bucket: str, keys: Sequence[str], *, second_versions: int, delete_markers: int) -> None:
+    """A version of each key, a second one of the first ``second_versions`` keys and a delete marker
+    on the last ``delete_markers``, written to moto's backend directly: thousands of versions take
+    seconds instead of minutes."""
+    backend = moto_s3_backend()
+    for key in keys:
+        backend.put_object(bucket, key, b"v1")
+    for key in keys[:second_versions]:
+        backend.put_object(bucket, key, b"v2")
+    for key in keys[len(keys) - delete_markers :]:
+        backend.delete_object(bucket, key)
+
+
+def start_unfinished_upload(s3_client: Any, bucket: str, key: str) -> None:
+    """A multipart upload of ``key`` with one part, never completed."""
+    upload = s3_client.create_multipart_upload(Bucket=bucket, Key=key)
+    s3_client.upload_part(Bucket=bucket, Key=key, UploadId=upload["UploadId"], PartNumber=1, Body=b"part")
 
 
 def set_fake_aws_env(patch: pytest.MonkeyPatch, env: Mapping[str, str]) -> None:

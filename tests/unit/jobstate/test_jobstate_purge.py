@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aws_fixtures import ACCOUNT_ID
+from aws_fixtures import fill_versions, moto_s3_backend, start_unfinished_upload
 
 from jobstate.errors import InvalidJobId
 from jobstate.ids import new_job_id
@@ -17,16 +17,9 @@ KEYS_WITH_SECOND_VERSION = 300
 KEYS_DELETED = 100  # their latest version is a delete marker
 
 
-def s3_backend() -> Any:
-    """moto's S3 backend: filling thousands of versions through it keeps the test fast."""
-    from moto.s3.models import s3_backends
-
-    return s3_backends[ACCOUNT_ID]["aws"]
-
-
 def all_versions(bucket: str, prefix: str = "") -> list[tuple[str, str]]:
     """Every (key, version id) in moto's store, delete markers included, without paging."""
-    entries = s3_backend().get_bucket(bucket).keys.iterlists()
+    entries = moto_s3_backend().get_bucket(bucket).keys.iterlists()
     return sorted(
         (key, str(version.version_id))
         for key, versions in entries
@@ -43,23 +36,12 @@ def test_purge_of_a_versioned_prefix_deletes_everything_under_it_and_nothing_els
     s3: Any, versioned_bucket: str
 ) -> None:
     job_id, neighbour_id = new_job_id(), new_job_id()
-    backend = s3_backend()
     keys = [work_key(job_id, "hull", f"grid/{i:05d}.bin") for i in range(KEYS)]
-    for key in keys:
-        backend.put_object(versioned_bucket, key, b"v1")
-    for key in keys[:KEYS_WITH_SECOND_VERSION]:
-        backend.put_object(versioned_bucket, key, b"v2")
-    for key in keys[-KEYS_DELETED:]:
-        backend.delete_object(versioned_bucket, key)
-    s3.put_object(Bucket=versioned_bucket, Key=input_key(job_id, "capture.zip"), Body=b"zip")
-    unfinished = s3.create_multipart_upload(Bucket=versioned_bucket, Key=output_key(job_id, "model.glb"))
-    s3.upload_part(
-        Bucket=versioned_bucket,
-        Key=output_key(job_id, "model.glb"),
-        UploadId=unfinished["UploadId"],
-        PartNumber=1,
-        Body=b"part",
+    fill_versions(
+        versioned_bucket, keys, second_versions=KEYS_WITH_SECOND_VERSION, delete_markers=KEYS_DELETED
     )
+    s3.put_object(Bucket=versioned_bucket, Key=input_key(job_id, "capture.zip"), Body=b"zip")
+    start_unfinished_upload(s3, versioned_bucket, output_key(job_id, "model.glb"))
     # Neighbours: another job, a key that merely starts with the id, and an upload elsewhere.
     kept = [input_key(neighbour_id, "capture.zip"), f"jobs/{job_id}x/input/capture.zip", f"jobs/{job_id}"]
     for key in kept:
