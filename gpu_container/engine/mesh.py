@@ -6,11 +6,11 @@ with a texture preset also ``texture.png`` + ``texture_uv.npy`` (the atlas, ``te
 ``stage.json``.
 
 Steps: marching cubes at level 0 (faces wound so normals point away from negative SDF), the largest
-connected component, faces that no training view sees (centre in the image, front-facing,
-unoccluded) removed, decimation to the preset's face budget, then per-vertex colours blended from
-the best-facing views that see the vertex unoccluded and inside their silhouette (the colour grid
-fills the vertices that no view sees), and the texture atlas when the preset asks for one.
-"""
+connected component, Taubin smoothing (no shrinkage), faces that no training view sees (centre in
+the image, front-facing, unoccluded) removed, decimation to the preset's face budget, then per-
+vertex colours blended from the best-facing views that see the vertex unoccluded and inside their
+silhouette (the colour grid fills the vertices that no view sees), and the texture atlas when the
+preset asks for one."""
 
 from __future__ import annotations
 
@@ -59,6 +59,12 @@ class MeshParams:
     color_cos_power: float = 4.0  # weight of a view = cos ** power, favouring views that face the surface
     mask_threshold: int = 128  # a projected point samples colour only where the mask is at least this
     decimation_aggression: float = 7.0  # fast-simplification `agg` (0 = slow and faithful, 10 = fast)
+    # Taubin smoothing of the marching-cubes surface (trimesh.smoothing.filter_taubin): removes the
+    # voxel-scale roughness that photo-consistency carving leaves without shrinking the shape, as a
+    # Laplacian would; 0 iterations turns it off.
+    smoothing_iterations: int = 20
+    smoothing_lambda: float = 0.5
+    smoothing_nu: float = 0.53
     texture_max_side: int = 4096  # texels; the atlas cells shrink rather than grow past this
 
     def texture_params(self) -> TextureParams:
@@ -293,6 +299,17 @@ class ColoredMesh:
         return cls(np.asarray(loaded.vertices), np.asarray(loaded.faces, dtype=np.int64), colors, atlas)
 
 
+def smooth(vertices: np.ndarray, faces: np.ndarray, params: MeshParams) -> np.ndarray:
+    """The vertices after ``params.smoothing_iterations`` of Taubin smoothing (faces unchanged)."""
+    if params.smoothing_iterations <= 0:
+        return vertices
+    surface = trimesh.Trimesh(vertices, faces, process=False)
+    trimesh.smoothing.filter_taubin(
+        surface, lamb=params.smoothing_lambda, nu=params.smoothing_nu, iterations=params.smoothing_iterations
+    )
+    return np.asarray(surface.vertices)
+
+
 def build_mesh(
     sdf: np.ndarray,
     color_grid: np.ndarray,
@@ -306,6 +323,7 @@ def build_mesh(
     counts = {"faces_marching_cubes": len(faces)}
     vertices, faces = largest_component(vertices, faces)
     counts["faces_largest_component"] = len(faces)
+    vertices = smooth(vertices, faces, params)
     seen = seen_faces(vertices, faces, scene, params, tolerance, ctx)
     if not seen.any():
         raise CaptureError("empty_surface", "no camera sees any face of the reconstructed surface")

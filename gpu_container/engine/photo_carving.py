@@ -6,9 +6,11 @@ from the current surface inwards (inside the hull only), projects a small patch 
 candidate point into the ray's own view and its nearest views, and scores the colour agreement
 (mean absolute difference, the best half of the neighbours, so one occluded view does not spoil
 a match). Where a deeper candidate agrees clearly better than the current surface, the stretch in
-front of it is free space; ``photo_findings`` returns those points (and the better depths) so the
-caller can vote voxels out of the shape. Texture-less or ambiguous rays (no clear winner) are left
-alone.
+front of it is free space; ``photo_findings`` returns those points (and the better depths, refined
+between candidates by a parabola through the costs) so the caller can vote voxels out of the shape.
+Free space stops a set margin in front of the better depth, not a whole candidate step: a step-sized
+margin leaves every floor a step too high, and repeated passes never close that gap. Texture-less
+or ambiguous rays (no clear winner) are left alone.
 
 All views are stacked into one tall image so that every colour look-up is one ``grid_sample``.
 """
@@ -29,11 +31,11 @@ InsideTest = Callable[[torch.Tensor], torch.Tensor]  # points (P, 3) -> (P,) boo
 @dataclass(frozen=True)
 class CarveSettings:
     depth_candidates: int  # candidate depths swept behind the current surface
-    depth_step: float  # box units between candidates
+    depth: float  # box units swept behind the current surface (less where the ray leaves the bounds)
     patch_pixels: float  # spacing of the 3 x 3 patch, in pixels of the reference view
     min_gain: float  # a deeper candidate wins when its cost < (1 - min_gain) x the surface's cost
     min_surface_cost: float  # ... and the surface's own cost is at least this (colour units, 0..1)
-    keep_margin_steps: int  # free space ends this many candidates before the winner
+    keep_margin: float  # box units: free space ends this far in front of the better depth
 
 
 class StackedViews:
@@ -116,11 +118,13 @@ def sweep_costs(
     origins: torch.Tensor,
     dirs: torch.Tensor,
     start: torch.Tensor,
+    step: torch.Tensor,
     settings: CarveSettings,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Candidate distances (M, D) from ``start`` inwards and their photo-consistency costs (M, D)."""
+    """Candidate distances (M, D), ``step`` (M,) apart from ``start`` (M,) inwards, and their
+    photo-consistency costs (M, D)."""
     steps = torch.arange(settings.depth_candidates, device=origins.device, dtype=origins.dtype)
-    t = start[:, None] + steps * settings.depth_step  # (M, D)
+    t = start[:, None] + steps * step[:, None]  # (M, D)
     centres = origins[:, None] + t[..., None] * dirs[:, None]  # (M, D, 3)
     # A 3 x 3 patch parallel to the reference image, patch_pixels pixel footprints apart.
     spread = t / views.focal[ray_view][:, None] * settings.patch_pixels  # (M, D)
@@ -144,27 +148,51 @@ def photo_findings(
     origins: torch.Tensor,
     dirs: torch.Tensor,
     surface: torch.Tensor,
+    far: torch.Tensor,
     inside_hull: InsideTest,
     settings: CarveSettings,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Free-space points (Q, 3) in front of a clearly better depth, and the better depths' points (S, 3)."""
-    t, cost = sweep_costs(views, ray_view, origins, dirs, surface, settings)
+    """Free-space points (Q, 3) in front of a clearly better depth, and the better depths' points (S, 3).
+
+    Each ray (M,) sweeps ``settings.depth`` behind its ``surface`` or up to ``far``, whichever is nearer,
+    so that short chords through the bounds are swept more finely.
+
+    The better depth is refined between candidates by a parabola through its cost and its neighbours';
+    free space runs from the current surface to ``keep_margin`` before it, sampled at the candidates
+    and at its far end.
+    """
+    span = (far - surface).clamp(max=settings.depth, min=0.0)
+    step = span / max(settings.depth_candidates - 1, 1)
+    t, cost = sweep_costs(views, ray_view, origins, dirs, surface, step, settings)
     points = origins[:, None] + t[..., None] * dirs[:, None]  # (M, D, 3)
     outside = ~inside_hull(points.reshape(-1, 3)).reshape(t.shape)  # candidates off the hull: no surface
     cost = torch.where(outside, torch.full_like(cost, float("inf")), cost)
     surface_cost = cost[:, 0]
     best_cost, best = cost.min(dim=1)
+    best_t = t.gather(1, best[:, None])[:, 0] + step * parabola_offset(cost, best)
+    free_end = best_t - settings.keep_margin
     wins = (
         torch.isfinite(best_cost)
         & torch.isfinite(surface_cost)
-        & (best > settings.keep_margin_steps)
+        & (free_end > t[:, 0])
         & (surface_cost >= settings.min_surface_cost)
         & (best_cost < (1.0 - settings.min_gain) * surface_cost)
     )
-    steps = torch.arange(t.shape[1], device=t.device)
-    in_front = wins[:, None] & (steps[None] < (best - settings.keep_margin_steps)[:, None])  # (M, D)
-    # Free space is reported half a step early so that the layer just under the surface goes too.
-    free_points = points - (0.5 * settings.depth_step) * dirs[:, None]
+    in_front = wins[:, None] & (t < free_end[:, None])  # (M, D)
+    ends = origins[wins] + free_end[wins, None] * dirs[wins]
     found = torch.isfinite(best_cost)
-    best_points = points[torch.arange(len(best), device=t.device), best]
-    return free_points[in_front], best_points[found]
+    best_points = origins[found] + best_t[found, None] * dirs[found]
+    return torch.cat([points[in_front], ends]), best_points
+
+
+def parabola_offset(cost: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
+    """(M,) offset in candidate steps, within [-0.5, 0.5], of the minimum of the parabola through the
+    costs (M, D) at ``best - 1``, ``best`` and ``best + 1`` (0 at either end or where not finite)."""
+    last = cost.shape[1] - 1
+    centre = cost.gather(1, best[:, None])[:, 0]
+    before = cost.gather(1, (best - 1).clamp(min=0)[:, None])[:, 0]
+    after = cost.gather(1, (best + 1).clamp(max=last)[:, None])[:, 0]
+    curvature = before - 2.0 * centre + after
+    usable = (best > 0) & (best < last) & torch.isfinite(before) & torch.isfinite(after) & (curvature > 0)
+    offset = 0.5 * (before - after) / torch.where(usable, curvature, torch.ones_like(curvature))
+    return torch.where(usable, offset.clamp(-0.5, 0.5), torch.zeros_like(offset))

@@ -30,6 +30,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             # Long enough that a cancel confirmed mid-stage (tests, bench) lands inside the loop.
             "iterations": (15, 120),
             "rays_per_batch": 512,
+            "carve_max_side": 32,
             "regulariser_points": 1024,
             "eval_max_side": 48,
         },

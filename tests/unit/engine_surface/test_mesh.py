@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -204,3 +205,18 @@ def test_a_rerun_without_texture_drops_the_old_atlas(tmp_path, sphere_scene):
 
     assert mesh_stage.ColoredMesh.load(tmp_path).atlas is None
     assert sorted(path.name for path in tmp_path.iterdir()) == ["mesh.ply"]
+
+
+def test_smoothing_removes_roughness_without_shrinking():
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=0.6)
+    rng = np.random.default_rng(0)
+    noisy = sphere.vertices * rng.uniform(0.98, 1.02, (len(sphere.vertices), 1))
+    params = mesh_stage.MeshParams(target_faces=10_000, texture_cell=0)
+
+    smoothed = mesh_stage.smooth(noisy, sphere.faces, params)
+
+    radii = np.linalg.norm(smoothed, axis=1)
+    assert radii.std() < 0.5 * np.linalg.norm(noisy, axis=1).std()  # seen: 0.37
+    assert abs(radii.mean() - 0.6) < 0.002  # Taubin's alternating steps keep the volume
+    untouched = mesh_stage.smooth(noisy, sphere.faces, replace(params, smoothing_iterations=0))
+    np.testing.assert_array_equal(untouched, noisy)
