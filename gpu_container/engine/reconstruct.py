@@ -1,14 +1,14 @@
 """Stage 4: refine the hull against the photographs where silhouettes cannot see (concavities).
 
-The shape is a signed-distance grid (box units, negative inside) initialised from the visual
-hull's distance transform; the colour a grid of logits beside it. At the start of each level,
+The shape is a signed-distance grid (box units, negative inside) initialised from the visual hull's
+distance transform; the colour a grid of logits beside it. At the start of each level,
 photo-consistency carving (``photo_carving``) opens what the silhouettes could not: rays inside the
 silhouettes sweep behind their current surface, and voxels in front of a clearly better-matching
-depth (refined between candidates, less half a voxel), voted free by enough rays, are subtracted
-from the SDF. Deep sweeps find the cavities, shallow ones place their floors. Then both grids are fitted by
-differentiable volume rendering (``volume_render``: NeuS's unbiased opacity from the SDF with a
-scheduled surface width, trilinear look-ups, samples only in a window around the current surface
-inside the hull's bounds) against the training views:
+depth (refined between candidates, less a voxel: ``carve_keep_voxels``), voted free by enough rays,
+are subtracted from the SDF. Deep sweeps find the cavities, shallow ones place their floors. Then
+both grids are fitted by differentiable volume rendering (``volume_render``: NeuS's unbiased opacity
+from the SDF with a scheduled surface width, trilinear look-ups, samples only in a window around the
+current surface inside the hull's bounds) against the training views:
 
 - photometric: L1 between rendered and observed colour, on pixels inside the (eroded) mask only,
   since the background of the photographs is undefined;
