@@ -20,7 +20,6 @@ the engine. The machine is shared and noisy: medians over the runs are reported.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import tempfile
@@ -36,7 +35,6 @@ import requests
 
 from reconflow.cli import make_sample_capture
 from reconflow.client import ReconFlowClient
-from reconflow.local.executor import JobRun
 from reconflow.local.probe import JobObserver, wait_until
 from reconflow.local.stack import LocalStack, StackSettings
 
@@ -47,7 +45,6 @@ CONCURRENT_JOBS = 10
 BASE_VIEWS = 8  # job k of the concurrent batch has BASE_VIEWS + k views
 SIZE = 64
 JOB_TIMEOUT_S = 900
-RECONSTRUCT_START = 40.0
 WRITE_OPERATIONS = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
 
 
@@ -96,18 +93,6 @@ def submit_observed(client: ReconFlowClient, capture: Path, name: str) -> tuple[
     return observer, time.time()
 
 
-def run_of(stack: LocalStack, job_id: str, stage: str) -> JobRun | None:
-    assert stack.executor is not None
-    return next((r for r in stack.executor.runs if r.parameters == {"stage": stage, "job_id": job_id}), None)
-
-
-def stopped_at(run: JobRun) -> float | None:
-    for line in run.log_path.read_text(errors="replace").splitlines():
-        if '"stage stopped"' in line:
-            return iso_seconds(json.loads(line)["timestamp"])
-    return None
-
-
 def measure_latency_and_writes(
     stack: LocalStack, client: ReconFlowClient, capture: Path, counter: WriteCounter
 ):
@@ -132,12 +117,8 @@ def cancel_once(
 ) -> tuple[float, float, float]:
     """One job cancelled in reconstruct's loop: (confirm -> stopped, confirm -> exited, stopped -> purged)."""
     observer, _ = submit_observed(client, capture, name)
-    wait_until(
-        lambda: observer.first(lambda s: s.stage == "reconstruct" and s.progress > RECONSTRUCT_START),
-        timeout_s=JOB_TIMEOUT_S,
-        interval_s=0.05,
-    )
-    run = run_of(stack, observer.job_id, "reconstruct")
+    observer.wait_inside("reconstruct", timeout_s=JOB_TIMEOUT_S, interval_s=0.05)
+    run = stack.executor.run_of(observer.job_id, "reconstruct")
     assert run is not None
     token = client.request_cancel(observer.job_id)["token"]
     confirmed = time.time()
@@ -145,7 +126,7 @@ def cancel_once(
     final = observer.wait(120)
     assert final["status"] == "CANCELLED", final
     wait_until(lambda: run.ended_at, timeout_s=60)
-    stopped = stopped_at(run)
+    stopped = run.stopped_at()
     assert stopped is not None, run.log_path
     bucket = stack.resource("DataBucket")
     listing = stack.client("s3").list_object_versions(Bucket=bucket, Prefix=f"jobs/{observer.job_id}/")

@@ -10,6 +10,7 @@ emulated AWS, then marks the job SUCCEEDED or FAILED from the exit code. ``Termi
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,13 @@ class JobRun:
     returncode: int | None = None
     terminated: bool = False
     pid: int | None = None  # the process (and its process group) while it runs
+
+    def stopped_at(self) -> float | None:
+        """When the stage runner logged that its work stopped (its own clock, epoch seconds), if it did."""
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if '"stage stopped"' in line:
+                return datetime.fromisoformat(json.loads(line)["timestamp"]).timestamp()
+        return None
 
 
 def substitute_parameters(command: list[str], parameters: Mapping[str, str]) -> list[str]:
@@ -100,6 +109,12 @@ class ProcessExecutor:
     runs: list[JobRun] = field(default_factory=list)
     _processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run_of(self, job_id: str, stage: str) -> JobRun | None:
+        """The run of ``stage`` for the ReconFlow job ``job_id``, if one was started."""
+        wanted = {"stage": stage, "job_id": job_id}
+        with self._lock:
+            return next((run for run in self.runs if run.parameters == wanted), None)
 
     def start(self, job: Any) -> None:
         """Begin the job's attempt and run it on a thread; returns at once (SubmitJob does not wait)."""

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobstate.stages import stage_named
 from reconflow.client import TERMINAL_STATUSES, ReconFlowClient
 
 
@@ -82,6 +83,16 @@ class JobObserver:
         if not self._done.wait(timeout_s) or self.final is None:
             raise TimeoutError(f"job {self.job_id} not finished within {timeout_s} s")
         return self.final
+
+    def wait_inside(self, stage: str, timeout_s: float, interval_s: float = 0.1) -> Observation:
+        """The first observation of ``stage`` reporting progress past the stage's start (its work loop
+        is running); ``TimeoutError`` if none comes in time."""
+        start = stage_named(stage).progress_start
+        return wait_until(
+            lambda: self.first(lambda seen: seen.stage == stage and seen.progress > start),
+            timeout_s=timeout_s,
+            interval_s=interval_s,
+        )
 
     def first(self, predicate: Callable[[Observation], bool]) -> Observation | None:
         return next((seen for seen in self.observations if predicate(seen)), None)

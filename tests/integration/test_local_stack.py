@@ -9,7 +9,6 @@ import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,12 @@ import pytest
 from reconflow.cli import make_sample_capture
 from reconflow.client import ReconFlowClient
 from reconflow.local import template
-from reconflow.local.executor import JobRun
 from reconflow.local.probe import JobObserver, wait_until
 from reconflow.local.stack import LocalStack, StackSettings
 
 STOP_WITHIN_S = 2.0  # confirm -> the stage's work stopped (the runner's "stage stopped" record)
 PROCESS_EXIT_WITHIN_S = 10.0  # confirm -> the stage process gone (interpreter teardown included)
 CONCURRENT_REQUESTS = 8
-RECONSTRUCT_START = 40.0  # job progress when reconstruct begins (DESIGN.md, stage table)
 JOB_TIMEOUT_S = 300  # only bounds the waiting; jobs take about a minute here
 
 
@@ -55,13 +52,6 @@ def running_jobs(client: ReconFlowClient, capture: Path) -> dict[str, JobObserve
         name: JobObserver(client, client.submit(capture, preset="draft", name=name)).start()
         for name in ("crash", "cancel")
     }
-
-
-def _run_of(stack: LocalStack, job_id: str, stage: str) -> JobRun | None:
-    assert stack.executor is not None
-    return next(
-        (run for run in stack.executor.runs if run.parameters == {"stage": stage, "job_id": job_id}), None
-    )
 
 
 def _executions(stack: LocalStack, job_id: str) -> list[dict[str, Any]]:
@@ -147,13 +137,8 @@ def test_stage_process_killed_mid_stage_fails_the_job_and_leaves_nothing_stuck(
 ) -> None:
     observer = running_jobs["crash"]
     # Mid-stage: reconstruct's optimisation loop has reported progress past the stage's start.
-    wait_until(
-        lambda: observer.first(
-            lambda seen: seen.stage == "reconstruct" and seen.progress > RECONSTRUCT_START
-        ),
-        timeout_s=JOB_TIMEOUT_S,
-    )
-    run = _run_of(stack, observer.job_id, "reconstruct")
+    observer.wait_inside("reconstruct", timeout_s=JOB_TIMEOUT_S)
+    run = stack.executor.run_of(observer.job_id, "reconstruct")
     assert run is not None
     assert run.pid is not None
     os.killpg(run.pid, signal.SIGKILL)
@@ -163,7 +148,7 @@ def test_stage_process_killed_mid_stage_fails_the_job_and_leaves_nothing_stuck(
     assert run.returncode == -signal.SIGKILL
     wait_until(lambda: _executions(stack, observer.job_id)[0]["status"] != "RUNNING", timeout_s=30)
     assert _executions(stack, observer.job_id)[0]["status"] == "FAILED"
-    assert _run_of(stack, observer.job_id, "mesh") is None
+    assert stack.executor.run_of(observer.job_id, "mesh") is None
     table = stack.resource("JobsTable")
     for status in ("QUEUED", "RUNNING", "CANCELLING"):
         items = stack.client("dynamodb").query(
@@ -176,34 +161,19 @@ def test_stage_process_killed_mid_stage_fails_the_job_and_leaves_nothing_stuck(
         assert observer.job_id not in {item["pk"]["S"] for item in items}
 
 
-def _stopped_at(run: JobRun) -> float | None:
-    """When the stage runner logged that its work stopped (its own clock, epoch seconds)."""
-    for line in run.log_path.read_text(errors="replace").splitlines():
-        if '"stage stopped"' in line:
-            stamp = json.loads(line)["timestamp"]
-            return datetime.fromisoformat(stamp).timestamp()
-    return None
-
-
 def test_cancel_confirmed_during_reconstruct_stops_the_stage_within_two_seconds(
     stack: LocalStack, client: ReconFlowClient, running_jobs: dict[str, JobObserver]
 ) -> None:
     observer = running_jobs["cancel"]
     # In reconstruct's optimisation loop: progress past the stage's start (40) was reported.
-    wait_until(
-        lambda: observer.first(
-            lambda seen: seen.stage == "reconstruct" and seen.progress > RECONSTRUCT_START
-        ),
-        timeout_s=JOB_TIMEOUT_S,
-        interval_s=0.05,
-    )
-    run = _run_of(stack, observer.job_id, "reconstruct")
+    observer.wait_inside("reconstruct", timeout_s=JOB_TIMEOUT_S, interval_s=0.05)
+    run = stack.executor.run_of(observer.job_id, "reconstruct")
     assert run is not None
     token = client.request_cancel(observer.job_id)["token"]
     confirmed = time.time()
     assert client.confirm_cancel(observer.job_id, token)["status"] == "CANCELLING"
     wait_until(lambda: run.ended_at, timeout_s=30, interval_s=0.02)
-    stopped = _stopped_at(run)
+    stopped = run.stopped_at()
     assert stopped is not None
     assert stopped - confirmed <= STOP_WITHIN_S
     assert run.ended_at - confirmed <= PROCESS_EXIT_WITHIN_S
@@ -215,7 +185,7 @@ def test_cancel_confirmed_during_reconstruct_stops_the_stage_within_two_seconds(
     )
     assert listing.get("Versions", []) == []
     assert listing.get("DeleteMarkers", []) == []
-    assert _run_of(stack, observer.job_id, "mesh") is None
+    assert stack.executor.run_of(observer.job_id, "mesh") is None
 
 
 def test_execution_stopped_from_outside_is_finished_by_the_status_change_event(
