@@ -3,6 +3,11 @@
 Every object is built in its own frame with +Z up and its base near z = 0. Concave objects have
 a cavity open only at the top (a bowl, a cup, a block with a blind pocket): every silhouette of
 them is the silhouette of the filled shape, so a visual hull cannot see the cavity.
+
+Solid objects (``SOLID_OBJECTS``) are built by CSG (manifold3d) and coloured by a 3D pattern
+(``solid_colors``) on a mesh refined to ``SOLID_EDGE`` so that flat faces carry photometric detail:
+an elongated thin wand whose bulk sits at one end (off-centre), sharp-edged mechanical parts with
+flat faces, bores and concave channels, and a thin plate.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import itertools
 from collections.abc import Callable
 from pathlib import Path
 
+import manifold3d
 import numpy as np
 import trimesh
 from PIL import Image
@@ -22,6 +28,9 @@ TEXTURE_SIZE = 512
 CHECKER_CELLS = 8
 PROFILE_STEP = 0.04  # longest profile segment (object units) before it is subdivided
 ROUND_SECTIONS = 96  # angular sections of round revolved objects
+SOLID_EDGE = 0.03  # object units: longest edge of the CSG objects' refined meshes (vertex colours)
+SOLID_CELL = 0.25  # object units: side of a cell of the solid objects' 3D checker
+BORE_SEGMENTS = 48  # sides of the CSG objects' cylinders
 
 
 def procedural_texture(size: int = TEXTURE_SIZE, cells: int = CHECKER_CELLS) -> Image.Image:
@@ -159,6 +168,83 @@ def textured_sphere(radius: float = 1.0, subdivisions: int = 3) -> trimesh.Trime
     return mesh
 
 
+# --- solid (CSG) objects -------------------------------------------------------------------------
+
+
+def solid_colors(points: np.ndarray, cell: float = SOLID_CELL) -> np.ndarray:
+    """(P, 4) uint8 RGBA of a 3D pattern at ``points (P, 3)``: hue along a diagonal, a 3D checker,
+    dark grid lines (the solid counterpart of ``procedural_texture``)."""
+    hue = 2 * np.pi * (points @ np.array([0.35, 0.25, 0.15]))
+    rgb = np.stack(
+        [0.55 + 0.35 * np.cos(hue), 0.55 + 0.35 * np.cos(hue - 2.1), 0.55 + 0.35 * np.cos(hue + 2.1)], axis=-1
+    )
+    cells = points / cell
+    checker = (np.floor(cells).sum(axis=1) % 2).astype(np.float64)
+    rgb *= (0.65 + 0.35 * checker)[:, None]
+    to_line = np.abs(cells - np.round(cells)).min(axis=1)
+    rgb[to_line < 0.04] *= 0.35
+    alpha = np.ones((len(points), 1))
+    return np.clip(np.concatenate([rgb, alpha], axis=1) * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _box(size: tuple[float, float, float], low: tuple[float, float, float]) -> manifold3d.Manifold:
+    return manifold3d.Manifold.cube(size).translate(low)
+
+
+def _rod(radius: float, start: tuple[float, float, float], axis: str, length: float) -> manifold3d.Manifold:
+    """A cylinder of ``radius`` from ``start`` along +``axis`` ("x", "y" or "z") for ``length``."""
+    rod = manifold3d.Manifold.cylinder(length, radius, circular_segments=BORE_SEGMENTS)
+    turn = {"x": (0.0, 90.0, 0.0), "y": (-90.0, 0.0, 0.0), "z": (0.0, 0.0, 0.0)}[axis]
+    return rod.rotate(turn).translate(start)
+
+
+def solid_mesh(solid: manifold3d.Manifold) -> trimesh.Trimesh:
+    """The manifold refined to ``SOLID_EDGE``, as a watertight trimesh with ``solid_colors``."""
+    refined = solid.refine_to_length(SOLID_EDGE).to_mesh()
+    vertices = np.asarray(refined.vert_properties, dtype=np.float64)[:, :3]
+    mesh = trimesh.Trimesh(vertices, np.asarray(refined.tri_verts, dtype=np.int64), process=False)
+    mesh.visual.vertex_colors = solid_colors(vertices)
+    return mesh
+
+
+def wand(length: float = 2.0, radius: float = 0.05, head: float = 0.2) -> trimesh.Trimesh:
+    """Elongated and thin (40:1 shaft): a rod with a ball at one end and a cross-guard near it, so
+    the bulk sits far from the bounding box's centre."""
+    shaft = _rod(radius, (0.0, 0.0, 0.0), "z", length)
+    ball = manifold3d.Manifold.sphere(head, BORE_SEGMENTS).translate((0.0, 0.0, length))
+    guard = _box((0.5, 0.08, 0.06), (-0.25, -0.04, length - 0.45))
+    return solid_mesh(shaft + ball + guard)
+
+
+def bracket() -> trimesh.Trimesh:
+    """A sharp-edged L bracket: flat faces, a concave inner corner, two bores through the base, one
+    through the upright and a slot (a concave channel) along the base."""
+    base = _box((1.6, 0.8, 0.16), (0.0, 0.0, 0.0))
+    upright = _box((0.16, 0.8, 1.0), (0.0, 0.0, 0.0))
+    holes = _rod(0.1, (0.7, 0.4, -0.1), "z", 0.4) + _rod(0.1, (1.3, 0.4, -0.1), "z", 0.4)
+    upright_hole = _rod(0.12, (-0.1, 0.4, 0.65), "x", 0.4)
+    slot = _box((1.3, 0.16, 0.1), (0.3, 0.05, 0.08))
+    return solid_mesh(base + upright - holes - upright_hole - slot)
+
+
+def channel_block() -> trimesh.Trimesh:
+    """A block with a U channel milled across its top, a blind bore in one shoulder and a through
+    bore along its length (flat faces, sharp edges, concavities the silhouettes partly show)."""
+    block = _box((1.4, 0.9, 0.7), (0.0, 0.0, 0.0))
+    channel = _box((1.6, 0.3, 0.35), (-0.1, 0.3, 0.36))
+    blind = _rod(0.09, (0.35, 0.15, 0.4), "z", 0.4)
+    through = _rod(0.1, (-0.1, 0.45, 0.18), "x", 1.6)
+    return solid_mesh(block - channel - blind - through)
+
+
+def thin_plate(thickness: float = 0.04) -> trimesh.Trimesh:
+    """A thin part: a plate 1/40 of its length thick, with a round hole and a rectangular window."""
+    plate = _box((1.6, 1.0, thickness), (0.0, 0.0, 0.0))
+    hole = _rod(0.18, (0.4, 0.5, -0.1), "z", 0.3)
+    window = _box((0.5, 0.3, 0.3), (0.9, 0.35, -0.1))
+    return solid_mesh(plate - hole - window)
+
+
 def load_spot(folder: Path) -> trimesh.Trimesh:
     """Keenan Crane's Spot from ``folder`` (read in place), textured, rotated to +Z up."""
     mesh = trimesh.load(Path(folder) / SPOT_MESH_FILE, process=False, force="mesh")
@@ -176,8 +262,13 @@ PROCEDURAL_OBJECTS: dict[str, Callable[[], trimesh.Trimesh]] = {
     "cup": cup,
     "pocket_block": pocket_block,
     "sphere": textured_sphere,
+    "wand": wand,
+    "bracket": bracket,
+    "channel_block": channel_block,
+    "thin_plate": thin_plate,
 }
 CONCAVE_OBJECTS = ("bowl", "cup", "pocket_block")
+SOLID_OBJECTS = ("wand", "bracket", "channel_block", "thin_plate")
 
 
 def make_object(name: str) -> trimesh.Trimesh:

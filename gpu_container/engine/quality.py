@@ -4,13 +4,14 @@ Both meshes are put in the frame where the ground truth's bounding box is centre
 1; each is sampled by area; Chamfer-L1 = (mean distance result->GT + mean distance GT->result) / 2;
 F@tau = harmonic mean of precision (result points within tau of GT) and recall (GT points within tau
 of the result), tau a fraction of the longest side; normal consistency = mean |n . n'| to the
-nearest point, both ways.
+nearest point, both ways. ``integrity``: watertight, manifold (manifold3d's check) and pieces.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import manifold3d
 import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
@@ -80,4 +81,38 @@ def compare(result: trimesh.Trimesh, ground_truth: trimesh.Trimesh, params: Qual
         precision=precision,
         recall=recall,
         normal_consistency=float((consistency_forward.mean() + consistency_backward.mean()) / 2.0),
+    )
+
+
+@dataclass(frozen=True)
+class Integrity:
+    """Topology of a mesh: what the issue's "one clean piece" goal checks."""
+
+    watertight: bool  # every edge is shared by exactly two faces, wound consistently
+    manifold: bool  # manifold3d accepts it as a closed 2-manifold (edges and vertices)
+    pieces: int  # connected components (faces sharing an edge)
+
+    @property
+    def clean(self) -> bool:
+        return self.watertight and self.manifold and self.pieces == 1
+
+
+def integrity(mesh: trimesh.Trimesh) -> Integrity:
+    """Watertight / manifold / pieces of ``mesh``; coincident vertices are merged first (an exported
+    mesh may split vertices for its texture coordinates)."""
+    merged = trimesh.Trimesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), process=False)
+    merged.merge_vertices(merge_tex=True, merge_norm=True)
+    faces = np.asarray(merged.faces)
+    adjacency = trimesh.graph.face_adjacency(faces=faces)
+    pieces = int(trimesh.graph.connected_component_labels(adjacency, node_count=len(faces)).max() + 1)
+    solid = manifold3d.Manifold(
+        manifold3d.Mesh(
+            vert_properties=np.asarray(merged.vertices, dtype=np.float32),
+            tri_verts=faces.astype(np.uint32),
+        )
+    )
+    return Integrity(
+        watertight=bool(merged.is_watertight and merged.is_winding_consistent),
+        manifold=solid.status() == manifold3d.Error.NoError,
+        pieces=pieces if len(faces) else 0,
     )
