@@ -22,6 +22,11 @@ EXIT_BAD_CAPTURE = 2  # as the stage runner: the capture was refused (the error 
 EXIT_STOPPED = 3
 EXIT_INTERRUPTED = 130
 
+SAMPLE_FORMS = ("lab", "posed", "photos", "video")  # gpu_container.capture.forms.FORMS (imported lazily)
+SAMPLE_OBJECT = "bowl"
+SAMPLE_OBJECTS = ("bowl", "cup", "pocket_block", "sphere", "spot")
+DEFAULT_SPOT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "spot"
+
 
 def add_local_commands(subparsers: argparse._SubParsersAction) -> None:
     """``local CAPTURE --out DIR`` and ``sample OUT.zip``: no AWS needed."""
@@ -29,7 +34,11 @@ def add_local_commands(subparsers: argparse._SubParsersAction) -> None:
         "local",
         help="run all six stages on a capture (.zip or folder) into a local job folder, with a progress bar",
     )
-    local.add_argument("capture", type=Path, help="the capture: a .zip, or a folder holding transforms.json")
+    local.add_argument(
+        "capture",
+        type=Path,
+        help="the capture: a .zip, a folder of photos or with transforms.json, or an .mp4/.mov video",
+    )
     local.add_argument(
         "--out",
         type=Path,
@@ -42,11 +51,36 @@ def add_local_commands(subparsers: argparse._SubParsersAction) -> None:
     local.set_defaults(handler=run_local)
 
     sample = subparsers.add_parser(
-        "sample", help="write the project's sample capture (a textured bowl) as a zip"
+        "sample",
+        help="write a synthetic capture: the sample lab capture (a textured bowl), or a real-looking "
+        "posed capture, photo set or walk-around video of an object on a table in a room",
     )
-    sample.add_argument("output", type=Path, help="where to write the capture zip")
-    sample.add_argument("--views", type=int, default=48)
+    sample.add_argument("output", type=Path, help="where to write the capture (.zip; .mp4 for --form video)")
+    sample.add_argument(
+        "--form",
+        choices=SAMPLE_FORMS,
+        default="lab",
+        help="lab: poses and masks; posed: poses, no masks; photos: JPEGs only; video: an MP4 walk-around "
+        "(room forms write <stem>.truth.json and <stem>.truth.ply beside the capture)",
+    )
+    sample.add_argument("--object", default=SAMPLE_OBJECT, choices=SAMPLE_OBJECTS, help="what is captured")
+    sample.add_argument(
+        "--spot-dir", type=Path, default=DEFAULT_SPOT_DIR, help="folder holding Spot's mesh and texture"
+    )
+    sample.add_argument("--object-size", type=float, default=0.25, help="room forms: longest side, metres")
+    sample.add_argument(
+        "--offset",
+        type=float,
+        nargs=2,
+        default=(0.0, 0.0),
+        metavar=("X", "Y"),
+        help="from the table's centre, m",
+    )
+    sample.add_argument("--yaw", type=float, default=0.0, help="the object's turn on the table, degrees")
+    sample.add_argument("--views", type=int, default=48, help="photos or views (not video)")
     sample.add_argument("--size", type=int, default=256, help="image width and height in pixels")
+    sample.add_argument("--seconds", type=float, default=12.0, help="video length")
+    sample.add_argument("--fps", type=float, default=15.0, help="video frame rate")
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(handler=write_sample)
 
@@ -160,11 +194,26 @@ def print_summary(console, job_dir: Path, report: dict) -> None:
 
 
 def write_sample(args: argparse.Namespace) -> int:
-    from gpu_container.capture.synthetic import write_sample_capture
+    from gpu_container.capture import forms, objects, room, synthetic
 
-    capture = write_sample_capture(args.output, views=args.views, size=args.size, seed=args.seed)
+    if args.form == "lab" and args.object == SAMPLE_OBJECT:  # the project's sample, as it always was
+        capture = synthetic.write_sample_capture(
+            args.output, views=args.views, size=args.size, seed=args.seed
+        )
+    else:
+        mesh = objects.load_spot(args.spot_dir) if args.object == "spot" else objects.make_object(args.object)
+        capture = forms.write_form(
+            args.form,
+            mesh,
+            args.output,
+            placement=room.Placement(size=args.object_size, offset=tuple(args.offset), yaw_deg=args.yaw),
+            rig=room.PersonRig(views=args.views, width=args.size, height=args.size),
+            seed=args.seed,
+            walk=room.WalkSettings(seconds=args.seconds, fps=args.fps),
+        )
     height, width = capture.size
-    print(f"wrote {args.output}: {capture.num_views} views of {width}x{height}")
+    kind = "frames" if args.form == "video" else "views"
+    print(f"wrote {args.output} ({args.form}): {capture.num_views} {kind} of {width}x{height}")
     return EXIT_OK
 
 
