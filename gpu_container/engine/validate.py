@@ -1,20 +1,52 @@
-"""Stage 1: check the capture zip and write a normalised manifest.
+"""Stage 1: check the capture (a zip, or a video) and write a normalised manifest.
 
 Rules (DESIGN.md, "The capture"): a real zip; no entry escaping its folder; within the entry,
-byte and compression-ratio limits; ``transforms.json`` (NeRF / instant-ngp convention) present
-and well formed; every referenced image (and mask) present, a PNG or JPEG that decodes, under the
+byte and compression-ratio limits; ``transforms.json`` (NeRF / instant-ngp convention) well formed
+when present; every referenced image (and mask) present, a PNG or JPEG that decodes, under the
 pixel limit, all of one size that agrees with ``w``/``h``; every camera matrix a finite rigid 4x4;
-intrinsics resolvable; enough views. Each failure is a ``CaptureError`` with its own code.
+intrinsics resolvable when cameras are given; enough views. Each failure is a ``CaptureError``
+with its own code.
 
-``transforms.json`` is looked for at the root of the archive or in the shallowest folder holding
-one; failing that, the NeRF synthetic split files ``transforms_{train,val,test}.json`` of one
-folder are merged. Paths in it are relative to its folder; a ``file_path`` may omit the image's
-extension. The mask is a frame's ``mask_path`` image if given, else the image's alpha channel.
+The form of the capture is told by its content, never by its name:
+
+- ``lab``: ``transforms.json`` with poses, masks (alpha or ``mask_path``); nothing to estimate;
+- ``posed``: ``transforms.json`` with poses, RGB images (or every alpha opaque); masks to be found;
+- ``photos``: images only, or ``transforms.json`` whose frames have no poses; cameras to be
+  estimated, and masks unless every image carries one;
+- ``video``: one MP4/MOV file (ISO-BMFF header, H.264/H.265); frames, cameras and masks to be found.
+
+A zip without ``transforms.json`` is a photo set of every PNG/JPEG in it (sorted by name; macOS
+``__MACOSX/`` and ``._`` files skipped). ``transforms.json`` is looked for at the root of the
+archive or in the shallowest folder holding one; failing that, the NeRF synthetic split files
+``transforms_{train,val,test}.json`` of one folder are merged. Paths in it are relative to its
+folder; a ``file_path`` may omit the image's extension. The mask is a frame's ``mask_path`` image
+if given, else the image's alpha channel; a capture whose every alpha is fully opaque has no masks.
 Intrinsics (``camera_angle_x``/``fl_x``.., and OpenCV lens distortion ``k1 k2 k3 p1 p2``, which
-preprocess undoes) may sit at the top or in a frame, the frame's winning; fisheye models are refused.
+preprocess undoes) may sit at the top or in a frame, the frame's winning; fisheye models are
+refused. A photo without intrinsics in ``transforms.json`` takes them from its EXIF
+(``FocalLengthIn35mmFilm`` along the diagonal, else ``FocalLength`` with ``FocalPlaneXResolution``).
+A video's header is checked by ``video_frames.probe`` (duration, frame count, frame size, bytes);
+its frames are picked later, in preprocess (``video_frames.select_frames``).
 
 Nothing is extracted: entries are read into memory one at a time after the size checks.
-Writes ``work/validate/manifest.json`` (engine-spec.md) and ``stage.json``.
+Writes ``work/validate/manifest.json`` and ``stage.json``. The manifest (read by preprocess, and
+by camera estimation and object masks where the capture lacks them)::
+
+    form          "lab" | "posed" | "photos" | "video"
+    estimate      {"cameras": bool, "masks": bool, "intrinsics": bool}: what later stages must find
+                  (intrinsics: some frame has none, neither in transforms.json nor in EXIF)
+    archive       the capture's file name in input/ (the zip, or the video)
+    transforms    the transforms file(s) read, [] when none
+    width, height the images' size (a video: its frames' stored size)
+    fl_x, fl_y, cx, cy   the first frame's intrinsics in pixels, null when unknown
+    masks         "mask_path" | "alpha" | null (null: none given, to be found)
+    frames[]      one per image (a video: [], frames are picked in preprocess):
+                  file (entry in the zip), mask (entry of its mask_path image, or null),
+                  transform_matrix (4x4 camera-to-world, OpenGL axes; null when estimated),
+                  fl_x, fl_y, cx, cy (null when unknown), intrinsics ("transforms" | "exif" | null),
+                  distortion ({k1..p2} or null), w, h
+    video         (video only) the header: file, format, codec, width, height, duration_s, fps,
+                  frames (estimated count), bytes, rotation_deg
 """
 
 from __future__ import annotations
@@ -23,12 +55,14 @@ import json
 import math
 import posixpath
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
-from gpu_container.engine import imageio
+from gpu_container.engine import imageio, video_frames
 from gpu_container.engine.context import PRESETS, CaptureError, StageContext, Stopwatch, write_stage_record
 
 STAGE = "validate"
@@ -36,6 +70,17 @@ MANIFEST_FILE = "manifest.json"
 TRANSFORMS_NAME = "transforms.json"
 SPLIT_NAMES = ("transforms_train.json", "transforms_val.json", "transforms_test.json")
 IGNORED_FOLDERS = ("__MACOSX/",)
+HIDDEN_PREFIX = "."  # "._IMG_0001.JPG" (macOS resource forks), ".DS_Store"
+ARCHIVE_SUFFIXES = (".zip",)
+CAPTURE_SUFFIXES = (*ARCHIVE_SUFFIXES, *video_frames.VIDEO_SUFFIXES)
+EXIF_IFD = 0x8769
+EXIF_FOCAL_LENGTH = 0x920A  # millimetres
+EXIF_FOCAL_LENGTH_35MM = 0xA405  # the 35 mm film equivalent, millimetres
+EXIF_FOCAL_PLANE_X_RESOLUTION = 0xA20E  # pixels per resolution unit on the sensor
+EXIF_FOCAL_PLANE_UNIT = 0xA210  # 2 inch, 3 centimetre, 4 millimetre, 5 micrometre
+FOCAL_PLANE_UNIT_MM = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}
+FILM_DIAGONAL_MM = math.hypot(36.0, 24.0)
+FOCAL_KEYS = ("fl_x", "fl_y", "camera_angle_x", "camera_angle_y")
 DISTORTION_KEYS = ("k1", "k2", "k3", "p1", "p2")  # OpenCV radial-tangential, undistorted by preprocess
 UNSUPPORTED_DISTORTION_KEYS = ("k4",)  # fisheye terms
 UNSUPPORTED_CAMERA_MODELS = ("OPENCV_FISHEYE", "FISHEYE", "EQUIRECTANGULAR", "FOV", "THIN_PRISM_FISHEYE")
@@ -57,6 +102,11 @@ class ValidateParams:
     max_image_pixels: int = 64_000_000  # per image (width x height)
     min_views: int = 8
     rigid_tolerance: float = 1e-3  # |R^T R - I|, |last row - (0,0,0,1)|, |det R - 1|
+    exif_focal_range: tuple[float, float] = (
+        0.2,
+        10.0,
+    )  # EXIF focal lengths outside (x image diagonal) are ignored
+    video: video_frames.VideoParams = field(default_factory=video_frames.VideoParams)
 
 
 def params_for(preset: str) -> ValidateParams:
@@ -112,7 +162,23 @@ def find_transforms(names: list[str]) -> list[str]:
                 "malformed_transforms", f"{wanted[0]} found in several folders: {', '.join(folders)}"
             )
         return sorted(name for name in found if posixpath.dirname(name) == folders[0])
-    raise CaptureError("missing_transforms", f"the archive holds no {TRANSFORMS_NAME}")
+    return []
+
+
+def photo_entries(names: list[str]) -> list[str]:
+    """The images of a photo set (a zip without transforms.json), sorted; ``missing_transforms`` if none."""
+    photos = [
+        name
+        for name in sorted(names)
+        if not name.startswith(IGNORED_FOLDERS)
+        and not posixpath.basename(name).startswith(HIDDEN_PREFIX)
+        and name.endswith(imageio.IMAGE_EXTENSIONS)
+    ]
+    if not photos:
+        raise CaptureError(
+            "missing_transforms", f"the archive holds no {TRANSFORMS_NAME} and no PNG or JPEG photos"
+        )
+    return photos
 
 
 def load_json(archive: zipfile.ZipFile, name: str, params: ValidateParams) -> dict[str, Any]:
@@ -273,15 +339,49 @@ def frame_entries(frame: dict, names: set[str], base: str) -> tuple[str, str | N
     return image_entry, mask_entry
 
 
+def exif_intrinsics(image: Image.Image, params: ValidateParams) -> dict[str, float] | None:
+    """fl_x, fl_y, cx, cy (pixels) from a photo's EXIF focal length, or ``None`` without a usable one.
+
+    ``FocalLengthIn35mmFilm`` is taken along the diagonal (36 x 24 mm film: 43.3 mm), as phone
+    makers do; else ``FocalLength`` x ``FocalPlaneXResolution``. Values out of
+    ``exif_focal_range`` (in image diagonals) are ignored, the principal point is the centre.
+    """
+    width, height = image.size
+    diagonal = math.hypot(width, height)
+    try:
+        tags = image.getexif().get_ifd(EXIF_IFD)
+        fl = None
+        if float(tags.get(EXIF_FOCAL_LENGTH_35MM) or 0) > 0:
+            fl = float(tags[EXIF_FOCAL_LENGTH_35MM]) * diagonal / FILM_DIAGONAL_MM
+        elif tags.get(EXIF_FOCAL_LENGTH) and tags.get(EXIF_FOCAL_PLANE_X_RESOLUTION):
+            unit_mm = FOCAL_PLANE_UNIT_MM.get(int(tags.get(EXIF_FOCAL_PLANE_UNIT, 2)))
+            if unit_mm:
+                fl = float(tags[EXIF_FOCAL_LENGTH]) * float(tags[EXIF_FOCAL_PLANE_X_RESOLUTION]) / unit_mm
+    except (ValueError, TypeError, ZeroDivisionError, SyntaxError, OSError):
+        return None  # unreadable EXIF is no EXIF: the cameras are estimated instead
+    low, high = params.exif_focal_range
+    if fl is None or not math.isfinite(fl) or not low * diagonal <= fl <= high * diagonal:
+        return None
+    return {"fl_x": fl, "fl_y": fl, "cx": width / 2, "cy": height / 2}
+
+
+@dataclass
+class CheckedImage:
+    """What decoding a frame's image (and mask) told: its size, its mask and its EXIF intrinsics."""
+
+    size: tuple[int, int]  # (width, height)
+    mask: str  # "file" (mask_path), "alpha" (some pixel not opaque), "opaque" (alpha, all 255), "none"
+    exif: dict[str, float] | None
+
+
 def check_images(
     archive: zipfile.ZipFile,
     image_entry: str,
     mask_entry: str | None,
     size: tuple[int, int] | None,
-    where: str,
     params: ValidateParams,
-) -> tuple[int, int]:
-    """Decode a frame's image (and mask); its (width, height), which must equal ``size`` if given."""
+) -> CheckedImage:
+    """Decode a frame's image (and mask); its size must equal ``size`` if given."""
     image = _decoded(archive, image_entry, params)
     if size is not None and image.size != size:
         raise CaptureError(
@@ -296,41 +396,91 @@ def check_images(
                 f"mask {mask_entry} is {mask.size[0]}x{mask.size[1]}, "
                 f"its image {image_entry} is {image.size[0]}x{image.size[1]}",
             )
-    elif not imageio.has_alpha(image):
-        raise CaptureError("missing_mask", f"{image_entry} has no alpha channel and {where} no mask_path")
-    return image.size
+        state = "file"
+    elif imageio.has_alpha(image):
+        state = "alpha" if imageio.rgba_array(image, None)[..., 3].min() < 255 else "opaque"
+    else:
+        state = "none"
+    return CheckedImage(image.size, state, exif_intrinsics(image, params))
+
+
+def mask_source(states: list[str], where: list[str], entries: list[str]) -> str | None:
+    """How the capture's masks are given ("mask_path", "alpha") or ``None`` when it has none.
+
+    No frame with a real mask: none (posed captures, photo sets). Some: then every frame needs
+    one (alpha, even fully opaque for a view filled by the object, or a mask file): ``missing_mask``.
+    """
+    if not any(state in ("file", "alpha") for state in states):
+        return None
+    for state, place, entry in zip(states, where, entries, strict=True):
+        if state == "none":
+            raise CaptureError(
+                "missing_mask",
+                f"{entry} has no alpha channel and {place} no mask_path, but other frames have masks",
+            )
+    return "mask_path" if "file" in states else "alpha"
+
+
+def _has_focal(frame: dict) -> bool:
+    return any(key in frame for key in FOCAL_KEYS)
+
+
+def capture_frames(
+    archive: zipfile.ZipFile, names: set[str], params: ValidateParams
+) -> tuple[list[str], str, list[dict]]:
+    """(transforms files, their folder, frames): from transforms.json, or one frame per photo."""
+    transforms_names = find_transforms(sorted(names))
+    if not transforms_names:
+        photos = photo_entries(sorted(names))
+        return [], "", [{"file_path": name, "where": name} for name in photos]
+    return (
+        transforms_names,
+        posixpath.dirname(transforms_names[0]),
+        transforms_frames(archive, transforms_names, params),
+    )
 
 
 def build_manifest(
     archive: zipfile.ZipFile, archive_name: str, params: ValidateParams, ctx: StageContext
 ) -> dict[str, Any]:
-    """Check everything in the open archive and return the manifest."""
+    """Check everything in the open archive and return the manifest (module docstring)."""
     infos = check_entries(archive, params)
     names = {info.filename for info in infos if not info.is_dir()}
-    transforms_names = find_transforms(sorted(names))
-    base = posixpath.dirname(transforms_names[0])
-    frames = transforms_frames(archive, transforms_names, params)
+    transforms_names, base, frames = capture_frames(archive, names, params)
     if len(frames) < params.min_views:
-        raise CaptureError("too_few_views", f"{len(frames)} frames, at least {params.min_views} are needed")
+        kind = "frames" if transforms_names else "photos"
+        raise CaptureError("too_few_views", f"{len(frames)} {kind}, at least {params.min_views} are needed")
+    posed = any(frame.get("transform_matrix") is not None for frame in frames)
     cameras = [
         camera_matrix(
             frame.get("transform_matrix"), f"{frame['where']}.transform_matrix", params.rigid_tolerance
         )
+        if posed
+        else None
         for frame in frames
     ]
     size: tuple[int, int] | None = None
-    manifest_frames = []
+    manifest_frames, states = [], []
     for index, (frame, matrix) in enumerate(zip(frames, cameras, strict=True)):
         ctx.check_stop()
         image_entry, mask_entry = frame_entries(frame, names, base)
-        size = check_images(archive, image_entry, mask_entry, size, frame["where"], params)
+        checked = check_images(archive, image_entry, mask_entry, size, params)
+        size = checked.size
         width, height = size
+        if posed or _has_focal(frame):
+            known, source = intrinsics(frame, width, height), "transforms"
+        elif checked.exif is not None:
+            known, source = checked.exif, "exif"
+        else:
+            known, source = dict.fromkeys(("fl_x", "fl_y", "cx", "cy")), None
+        states.append(checked.mask)
         manifest_frames.append(
             {
                 "file": image_entry,
                 "mask": mask_entry,
-                "transform_matrix": matrix.tolist(),
-                **intrinsics(frame, width, height),
+                "transform_matrix": None if matrix is None else matrix.tolist(),
+                **known,
+                "intrinsics": source,
                 "distortion": distortion(frame),
                 "w": width,
                 "h": height,
@@ -338,38 +488,91 @@ def build_manifest(
         )
         ctx.on_progress((index + 1) / len(frames), f"checked image {index + 1} of {len(frames)}")
 
+    masks = mask_source(states, [frame["where"] for frame in frames], [f["file"] for f in manifest_frames])
     width, height = size
     first = manifest_frames[0]
     return {
+        "form": ("lab" if masks else "posed") if posed else "photos",
+        "estimate": {
+            "cameras": not posed,
+            "masks": masks is None,
+            "intrinsics": any(frame["intrinsics"] is None for frame in manifest_frames),
+        },
         "archive": archive_name,
         "transforms": transforms_names,
         "width": width,
         "height": height,
         **{key: first[key] for key in ("fl_x", "fl_y", "cx", "cy")},
+        "masks": masks,
         "frames": manifest_frames,
     }
 
 
+def video_manifest(path: Path, params: ValidateParams) -> dict[str, Any]:
+    """The manifest of a video capture: its checked header; frames are picked in preprocess."""
+    info = video_frames.probe(path, params.video)
+    return {
+        "form": "video",
+        "estimate": {"cameras": True, "masks": True, "intrinsics": True},
+        "archive": path.name,
+        "transforms": [],
+        "width": info.width,
+        "height": info.height,
+        **dict.fromkeys(("fl_x", "fl_y", "cx", "cy")),
+        "masks": None,
+        "frames": [],
+        "video": info.as_dict(),
+    }
+
+
+def find_capture(input_dir: Path) -> Path:
+    """The single capture file in ``input/``: a ``.zip``, ``.mp4``, ``.mov`` or ``.m4v``."""
+    found = sorted(path for path in Path(input_dir).glob("*") if path.suffix.lower() in CAPTURE_SUFFIXES)
+    if not found:
+        raise CaptureError("missing_archive", f"no .zip or video capture in {Path(input_dir).name}/")
+    if len(found) > 1:
+        names = ", ".join(path.name for path in found)
+        raise CaptureError(
+            "too_many_archives", f"expected one capture in {Path(input_dir).name}/, found {names}"
+        )
+    return found[0]
+
+
+def is_video(path: Path) -> bool:
+    """A video by content (an MP4/MOV header), or by name when it is not a zip either."""
+    if video_frames.looks_like_video(path):
+        return True
+    return path.suffix.lower() in video_frames.VIDEO_SUFFIXES and not zipfile.is_zipfile(path)
+
+
 def run(ctx: StageContext, params: ValidateParams | None = None) -> dict:
-    """Validate ``input/<name>.zip`` and write ``work/validate/manifest.json``."""
+    """Validate the capture in ``input/`` and write ``work/validate/manifest.json``."""
     params = params or params_for(ctx.preset)
     watch = Stopwatch()
-    path = imageio.find_archive(ctx.input_dir)
-    with imageio.open_archive(path) as archive:
-        manifest = build_manifest(archive, path.name, params, ctx)
-        entries = len(archive.infolist())
+    path = find_capture(ctx.input_dir)
+    if is_video(path):
+        ctx.check_stop()
+        manifest, entries = video_manifest(path, params), 0
+    else:
+        with imageio.open_archive(path) as archive:
+            manifest = build_manifest(archive, path.name, params, ctx)
+            entries = len(archive.infolist())
     out = ctx.work_dir(STAGE)
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
     figures = {
         "stage": STAGE,
         "seconds": watch.seconds,
         "device": str(ctx.device),
+        "form": manifest["form"],
+        "estimate": manifest["estimate"],
         "views": len(manifest["frames"]),
         "width": manifest["width"],
         "height": manifest["height"],
         "archive_bytes": path.stat().st_size,
         "entries": entries,
-        "masks": "mask_path" if any(frame["mask"] for frame in manifest["frames"]) else "alpha",
+        "masks": manifest["masks"],
     }
+    if "video" in manifest:
+        figures["video"] = manifest["video"]
     write_stage_record(out, figures)
     return figures

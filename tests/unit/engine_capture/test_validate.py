@@ -178,10 +178,9 @@ def test_entry_with_extreme_compression_ratio_is_zip_bomb(tmp_path):
 # --- transforms.json -----------------------------------------------------------------------------
 
 
-def test_archive_without_transforms_is_refused(tmp_path):
-    files = _good_files()
-    del files["transforms.json"]
-    _refused(tmp_path, files, "missing_transforms")
+def test_archive_without_transforms_or_photos_is_refused(tmp_path):
+    files = {"notes.txt": b"no capture here", "__MACOSX/._r_000.png": b"\x00\x05", "images/.hidden.png": b"x"}
+    assert "no PNG or JPEG photos" in _refused(tmp_path, files, "missing_transforms").message
 
 
 @pytest.mark.parametrize(
