@@ -244,3 +244,52 @@ def test_fisheye_cameras_are_refused(tmp_path):
         validate.run(StageContext(job))
     assert caught.value.code == "bad_intrinsics"
     assert "fisheye" in caught.value.message
+
+
+def _with_corner_blob(files: dict[str, bytes], frames: list[int]) -> dict[str, bytes]:
+    """The capture with an opaque blob in the top-left corner of the given frames' images."""
+    changed = dict(files)
+    for frame in frames:
+        name = f"images/r_{frame:03d}.png"
+        rgba = np.array(Image.open(io.BytesIO(files[name])))
+        rgba[:6, :6] = 255
+        buffer = io.BytesIO()
+        Image.fromarray(rgba).save(buffer, format="PNG")
+        changed[name] = buffer.getvalue()
+    return changed
+
+
+def test_held_out_views_never_shape_the_box(tmp_path, sphere_run):
+    reference, _ = sphere_run
+    files = capture_files("sphere", views=VIEWS, size=SIZE)
+    files = _with_corner_blob(files, [int(view) for view in reference.holdout])
+    job = make_job(tmp_path, capture=zip_with(tmp_path, files, name="made.zip"))
+    scene, figures = _preprocessed(job)
+    truth = capture_truth("sphere", views=VIEWS, size=SIZE)
+    expected = preprocess.silhouette_bounds(
+        truth.rgba[scene.training_views, ..., 3],
+        truth.cam_to_world[scene.training_views],
+        scene.intrinsics[scene.training_views],
+        preprocess.params_for("draft"),
+        StageContext(job),
+    )
+    np.testing.assert_allclose(
+        scene.box_to_world, preprocess.box_to_world_matrix(expected.low, expected.high, 0.05)
+    )
+    assert figures["warnings"] == []
+
+
+def test_an_object_leaving_the_frame_is_a_warning(tmp_path):
+    files = _with_corner_blob(capture_files("sphere", views=VIEWS, size=SIZE), [1])
+    job = make_job(tmp_path, capture=zip_with(tmp_path, files, name="made.zip"))
+    _, figures = _preprocessed(job)
+    assert figures["views_leaving_frame"] == 1
+    assert any("leaves the frame" in warning and "r_001" in warning for warning in figures["warnings"])
+
+
+def test_a_box_that_clips_the_object_fails_the_stage(tmp_path):
+    job = make_job(tmp_path, obj="sphere", views=VIEWS, size=SIZE)
+    params = replace(preprocess.params_for("draft"), box_margin=-0.3)  # a box smaller than the object
+    with pytest.raises(CaptureError) as caught:
+        _preprocessed(job, params)
+    assert caught.value.code == "object_clipped"
