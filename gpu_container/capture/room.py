@@ -204,11 +204,14 @@ def _box_faces(
     return [_surface(np.array(c), u, v, rng, room, density, **dict(texture)) for c, u, v in faces]
 
 
+SHELL_PARTS = 6  # floor, ceiling and four walls: the last parts of ``room_parts``
+
+
 def room_parts(room: RoomSettings, rng: np.random.Generator) -> list[trimesh.Trimesh]:
-    """Floor, ceiling, four walls and a table with four legs, all textured (scene frame, +Z up)."""
+    """A table with four legs, then floor, ceiling and four walls, all textured (scene frame, +Z up)."""
     half_w, half_d, top = room.width / 2, room.depth / 2, room.height
     density = room.room_texels_per_m
-    parts = [
+    shell = [
         _surface(
             (-half_w, -half_d, 0),
             (room.width, 0, 0),
@@ -239,13 +242,13 @@ def room_parts(room: RoomSettings, rng: np.random.Generator) -> list[trimesh.Tri
         ((half_w, -half_d, 0), (0, room.depth, 0), (0.66, 0.72, 0.6)),
     ]
     for corner, edge_u, base in walls:
-        parts.append(
+        shell.append(
             _surface(corner, edge_u, (0, 0, top), rng, room, density, base=base, contrast=0.22, detail=2.0)
         )
     table_half = np.array([room.table_width / 2, room.table_depth / 2])
     board_low = np.array([-table_half[0], -table_half[1], room.table_height - room.table_thickness])
     board_high = np.array([table_half[0], table_half[1], room.table_height])
-    parts += _box_faces(
+    furniture = _box_faces(
         board_low,
         board_high,
         rng,
@@ -263,7 +266,7 @@ def room_parts(room: RoomSettings, rng: np.random.Generator) -> list[trimesh.Tri
             centre = np.array([sx * (table_half[0] - inset), sy * (table_half[1] - inset)])
             low = np.array([*(centre - room.leg_side / 2), 0.0])
             high = np.array([*(centre + room.leg_side / 2), board_low[2]])
-            parts += _box_faces(
+            furniture += _box_faces(
                 low,
                 high,
                 rng,
@@ -274,7 +277,7 @@ def room_parts(room: RoomSettings, rng: np.random.Generator) -> list[trimesh.Tri
                 detail=0.0,
                 strokes=0.0,
             )
-    return parts
+    return [*furniture, *shell]
 
 
 # --- the object on the table --------------------------------------------------------------------
@@ -436,7 +439,10 @@ def build_scene(
     if not with_object:  # part 0 must be the object: an empty stand-in that no ray can hit
         placed = trimesh.Trimesh(np.zeros((3, 3)), [[0, 1, 2]], process=False)
     return RoomScene(
-        synthetic.Scene([placed, *background]), object_to_scene, placed_bounds(mesh, object_to_scene), room
+        synthetic.Scene([placed, *background], shadow_casters=len(background) - SHELL_PARTS + 1),
+        object_to_scene,
+        placed_bounds(mesh, object_to_scene),
+        room,
     )
 
 

@@ -64,6 +64,8 @@ class ShadingSettings:
     fill_light: tuple[float, float, float] = (-0.6, 0.5, -0.2)
     fill_strength: float = 0.2
     crease_angle_deg: float = 35.0  # beyond this, face normals instead of smooth ones (sharp edges)
+    shadows: bool = True  # the key light is blocked by the scene's shadow casters (room scenes)
+    shadow_offset: float = 1e-4  # shadow rays start this far off the surface (scene units)
 
 
 @dataclass(frozen=True)
@@ -233,27 +235,35 @@ def shading_normals(
     return np.where(agree[:, None], smooth, face_normals)
 
 
-def _shade(normals: np.ndarray, ray_dirs: np.ndarray, shading: ShadingSettings) -> np.ndarray:
-    """(M,) light factors; normals flipped to face the ray, so open meshes shade from both sides."""
-    facing = np.where((np.einsum("mc,mc->m", normals, ray_dirs) > 0)[:, None], -normals, normals)
-    factor = np.full(len(normals), shading.ambient)
-    for light, strength in (
-        (shading.key_light, shading.key_strength),
-        (shading.fill_light, shading.fill_strength),
-    ):
-        direction = np.asarray(light, dtype=np.float64) / np.linalg.norm(light)
-        factor += strength * np.clip(facing @ direction, 0.0, None)
-    return factor
+def facing_normals(normals: np.ndarray, ray_dirs: np.ndarray) -> np.ndarray:
+    """(M, 3) normals flipped to face the ray, so open meshes shade from both sides."""
+    return np.where((np.einsum("mc,mc->m", normals, ray_dirs) > 0)[:, None], -normals, normals)
+
+
+def _unit(vector: tuple[float, float, float]) -> np.ndarray:
+    return np.asarray(vector, dtype=np.float64) / np.linalg.norm(vector)
+
+
+def _shade(facing: np.ndarray, shading: ShadingSettings, key_lit: np.ndarray | None = None) -> np.ndarray:
+    """(M,) light factors at ``facing`` normals; ``key_lit`` is False where the key light is blocked."""
+    key = shading.key_strength * np.clip(facing @ _unit(shading.key_light), 0.0, None)
+    if key_lit is not None:
+        key = np.where(key_lit, key, 0.0)
+    return (
+        shading.ambient + key + shading.fill_strength * np.clip(facing @ _unit(shading.fill_light), 0.0, None)
+    )
 
 
 class Scene:
     """Meshes ray cast together, all in one frame: ``parts[0]`` is the object, the rest background.
 
     One embree intersector serves the union of the parts; a hit's face id tells its part, and each
-    part keeps its own colours (textures are converted to float texels once, not per view).
+    part keeps its own colours (textures are converted to float texels once, not per view). The
+    first ``shadow_casters`` parts (the object and the furniture, not the room's shell, which
+    would shade everything) block the key light: a second intersector over them casts shadows.
     """
 
-    def __init__(self, parts: list[trimesh.Trimesh]) -> None:
+    def __init__(self, parts: list[trimesh.Trimesh], shadow_casters: int = 0) -> None:
         self.parts = parts
         self.face_offsets = np.cumsum([0] + [len(part.faces) for part in parts])  # (P + 1,)
         vertex_offsets = np.cumsum([0] + [len(part.vertices) for part in parts])
@@ -266,6 +276,14 @@ class Scene:
         )
         self.texels = [texture_texels(part) for part in parts]
         self.intersector = RayMeshIntersector(self.union)
+        casters = self.face_offsets[shadow_casters]
+        self.shadow_intersector = (
+            RayMeshIntersector(
+                trimesh.Trimesh(self.union.vertices, self.union.faces[:casters], process=False)
+            )
+            if shadow_casters
+            else None
+        )
 
     @property
     def background(self) -> bool:
@@ -306,7 +324,13 @@ def render_view(
                 local = face_ids[here] - scene.face_offsets[index]
                 albedo[here] = surface_colour(part, local, barycentric[here], scene.texels[index])
         normals = shading_normals(scene.union, face_ids, barycentric, shading.crease_angle_deg)
-        colour[ray_ids] = np.clip(albedo * _shade(normals, dirs[ray_ids], shading)[:, None], 0.0, 1.0)
+        facing = facing_normals(normals, dirs[ray_ids])
+        key_lit = None
+        if shading.shadows and scene.shadow_intersector is not None:
+            towards = np.broadcast_to(_unit(shading.key_light), facing.shape)
+            start = locations + shading.shadow_offset * facing
+            key_lit = ~scene.shadow_intersector.intersects_any(start, towards)
+        colour[ray_ids] = np.clip(albedo * _shade(facing, shading, key_lit)[:, None], 0.0, 1.0)
         hit[ray_ids] = True
         on_object[ray_ids[part_of_hit == 0]] = True
     samples = supersample * supersample
