@@ -81,6 +81,11 @@ def add_local_commands(subparsers: argparse._SubParsersAction) -> None:
     sample.add_argument("--size", type=int, default=256, help="image width and height in pixels")
     sample.add_argument("--seconds", type=float, default=12.0, help="video length")
     sample.add_argument("--fps", type=float, default=15.0, help="video frame rate")
+    sample.add_argument(
+        "--empty-table",
+        action="store_true",
+        help="room forms: the same room and cameras, no object on the table",
+    )
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(handler=write_sample)
 
@@ -196,6 +201,9 @@ def print_summary(console, job_dir: Path, report: dict) -> None:
 def write_sample(args: argparse.Namespace) -> int:
     from gpu_container.capture import forms, objects, room, synthetic
 
+    if args.form == "lab" and args.empty_table:
+        print("a lab capture is the object alone: --empty-table needs a room form", file=sys.stderr)
+        return EXIT_USAGE
     if args.form == "lab" and args.object == SAMPLE_OBJECT:  # the project's sample, as it always was
         capture = synthetic.write_sample_capture(
             args.output, views=args.views, size=args.size, seed=args.seed
@@ -210,6 +218,7 @@ def write_sample(args: argparse.Namespace) -> int:
             rig=room.PersonRig(views=args.views, width=args.size, height=args.size),
             seed=args.seed,
             walk=room.WalkSettings(seconds=args.seconds, fps=args.fps),
+            with_object=not args.empty_table,
         )
     height, width = capture.size
     kind = "frames" if args.form == "video" else "views"

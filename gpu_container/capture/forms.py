@@ -36,22 +36,38 @@ def write_form(
     seed: int = 0,
     walk: room.WalkSettings | None = None,
     world_transform: np.ndarray | None = None,
+    with_object: bool = True,
 ) -> synthetic.RenderedCapture:
     """Render ``mesh`` and write it to ``path`` as a capture of ``form``; returns the rendering.
 
     ``lab`` uses the rig's views and size on the hemisphere round the object alone (its own frame,
     or ``world_transform``); the room forms put it on the table by ``placement``.
+    ``with_object=False`` (room forms): the same room and cameras with the table bare, a capture in
+    which no object can be found (its truth still says where the object would have stood).
     """
     rig = rig or room.PersonRig()
     path = Path(path)
     if form == "lab":
+        if not with_object:
+            raise ValueError("a lab capture is the object alone: it cannot leave the object out")
         lab_rig = synthetic.RigSettings(
             views=rig.views, width=rig.width, height=rig.height, layout="hemisphere"
         )
         return synthetic.write_capture(mesh, path, lab_rig, seed=seed, world_transform=world_transform)
     if form == "video":
-        return video.write_video(mesh, path, placement, rig, walk, seed=seed, world_transform=world_transform)
-    capture = room.render_room_capture(mesh, placement, rig, seed=seed, world_transform=world_transform)
+        return video.write_video(
+            mesh,
+            path,
+            placement,
+            rig,
+            walk,
+            seed=seed,
+            world_transform=world_transform,
+            with_object=with_object,
+        )
+    capture = room.render_room_capture(
+        mesh, placement, rig, seed=seed, world_transform=world_transform, with_object=with_object
+    )
     if form == "posed":
         files = synthetic.capture_files(capture, synthetic.POSED_LAYOUT)
         names = [name for name in files if name != synthetic.TRANSFORMS_FILE]

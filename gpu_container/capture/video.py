@@ -73,10 +73,14 @@ def render_walkaround(
     seed: int = 0,
     world_transform: np.ndarray | None = None,
     settings: VideoSettings | None = None,
+    with_object: bool = True,
 ) -> synthetic.RenderedCapture:
-    """Every frame of a walk round ``mesh`` on the table, blurred ones already smeared (RGB; alpha kept)."""
+    """Every frame of a walk round ``mesh`` on the table, blurred ones already smeared (RGB; alpha kept).
+
+    ``with_object=False``: the same walk round the bare table (a capture with no object in it).
+    """
     rig, walk, settings = rig or room.PersonRig(), walk or room.WalkSettings(), settings or VideoSettings()
-    built = room.build_scene(mesh, placement, room_settings, seed)
+    built = room.build_scene(mesh, placement, room_settings, seed, with_object)
     cameras = room.walkaround_path(built.object_bounds, rig, walk, np.random.default_rng([seed, 3]))
     capture = room.render_room_capture(
         mesh, placement, rig, room_settings, seed, world_transform, cameras=cameras, scene=built
@@ -110,11 +114,19 @@ def write_video(
     seed: int = 0,
     world_transform: np.ndarray | None = None,
     settings: VideoSettings | None = None,
+    with_object: bool = True,
 ) -> synthetic.RenderedCapture:
     """Render and encode the walk-around to ``path`` (MP4) and its truth beside it (``<stem>.truth.*``)."""
     walk = walk or room.WalkSettings()
     capture = render_walkaround(
-        mesh, placement, rig, walk, seed=seed, world_transform=world_transform, settings=settings
+        mesh,
+        placement,
+        rig,
+        walk,
+        seed=seed,
+        world_transform=world_transform,
+        settings=settings,
+        with_object=with_object,
     )
     encode_mp4(capture.rgba[..., :3], path, walk.fps, settings)
     times = [index / walk.fps for index in range(capture.num_views)]

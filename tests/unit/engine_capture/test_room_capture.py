@@ -193,3 +193,18 @@ def test_the_object_casts_a_shadow_on_the_table_and_the_room_shell_casts_none():
     assert darker.min() >= 0  # a shadow only takes light away
     in_shadow = (darker.max(axis=-1) > 10) & (shaded.rgba[..., 3] == 0)
     assert 0.005 < in_shadow.mean() < 0.25  # on the table beside the object, not over the whole room
+
+
+def test_empty_table_photos_show_the_same_room_without_the_object(tmp_path):
+    with_cup, bare = tmp_path / "cup.zip", tmp_path / "bare.zip"
+    common = ["--form", "photos", "--object", "cup", "--views", "4", "--size", "32"]
+    assert cli.main(["sample", str(with_cup), *common]) == 0
+    assert cli.main(["sample", str(bare), *common, "--empty-table"]) == 0
+    assert cli.main(["sample", str(tmp_path / "lab.zip"), "--empty-table"]) == cli.EXIT_USAGE
+    with zipfile.ZipFile(with_cup) as one, zipfile.ZipFile(bare) as other:
+        first = [np.asarray(Image.open(io.BytesIO(one.read(n))), dtype=int) for n in one.namelist()]
+        second = [np.asarray(Image.open(io.BytesIO(other.read(n))), dtype=int) for n in other.namelist()]
+    changed = [np.abs(a - b).max(axis=-1) > 40 for a, b in zip(first, second, strict=True)]
+    assert all(
+        0.005 < mask.mean() < 0.5 for mask in changed
+    )  # the cup (and its shadow) went, the room stayed
