@@ -1,0 +1,457 @@
+"""Masks when the capture has none: the object found from the geometry the views share, no learned weights.
+
+1. The support plane: sequential RANSAC over the triangulated points finds the large planes (table,
+   floor, walls); the support is the nearest one below the point the cameras look at with (nearly)
+   every camera on the same side as that point. Walls and the object's own faces fail that test.
+2. The object: the points standing above the plane within a cylinder round the look-at axis, linked
+   into connected groups (``cKDTree`` pairs within a link radius); the group with the most points
+   near the axis. Too few points: ``CaptureError("object_not_found")``.
+3. Per view: every object point projects inside the object's silhouette (occluded or not), so the
+   projections' convex hull, grown, bounds it and the projections seed it; OpenCV GrabCut splits the
+   region on colour (definite background beyond the grown hull only: a silhouette running off the
+   image stays open at the border, as a close-up must).
+4. Cross-check: the masks carve a k-of-n visual hull above the plane (``hull.soft_vote``), whose
+   rendering (embree) into every view bounds each mask; the table under the object and stray
+   pixels that other views do not confirm are dropped.
+
+Masks returned are (N, H, W) uint8 (255 object) at the images' size. Cameras: OpenGL
+camera-to-world, pinhole intrinsics; a radial term (SIMPLE_RADIAL ``k1``) is applied in the
+projections where given.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import ConvexHull, QhullError, cKDTree
+
+# Modules, not names: preprocess imports this module (through estimated_capture), and hull, mesh
+# and preprocess import one another; their attributes are looked up at call time.
+from gpu_container.engine import hull as hull_stage
+from gpu_container.engine import mesh as mesh_stage
+from gpu_container.engine import preprocess as preprocess_stage
+from gpu_container.engine.context import CaptureError, StageContext
+from gpu_container.engine.render import PinholeCamera, RayCaster
+
+
+@dataclass(frozen=True)
+class MaskParams:
+    ransac_iterations: int = 400
+    plane_tolerance: float = (
+        0.006  # inlier distance, a fraction of the cameras' median distance to the look-at point
+    )
+    max_planes: int = 5  # sequential RANSAC: planes looked for
+    min_plane_points: int = 40  # a plane needs this many inliers
+    camera_side_fraction: float = 0.9  # cameras that must be on the look-at point's side of the support
+    min_height: float = (
+        0.012  # object points stand this far above the plane (fraction of the camera distance)
+    )
+    search_radius: float = 0.6  # cylinder round the look-at axis searched, fraction of the camera distance
+    link_factor: float = 4.0  # link radius: this times the candidates' median nearest-neighbour spacing
+    min_link: float = 0.02  # ... and at least this (fraction of the camera distance)
+    min_object_points: int = 25  # fewer points above the plane near the axis: object_not_found
+    outlier_quantile: float = (
+        0.98  # object points beyond this quantile of distance from their centre are dropped
+    )
+    hull_grow: float = 0.12  # per view, the points' 2D hull is grown by this fraction of its size
+    grabcut_iterations: int = 4
+    seed_radius_px: int = 1  # definite-object disk round each projected point
+    carve_resolution: int = 64  # grid points per axis of the cross-check's hull
+    carve_tolerance_fraction: float = 0.1  # views allowed to exclude a hull point (k-of-n)
+    carve_margin: float = 0.25  # the carve cube's half side over the object points' half extent
+    confirm_grow_px: int = 2  # a mask pixel is kept within this distance of the hull's rendering
+    refine_passes: int = 1  # GrabCut again from the hull's rendering (object core, band, background)
+    refine_band_px: int = 3  # half width of the uncertain band round the rendering's outline
+    seed: int = 0
+
+
+PRESET_PARAMS = {
+    "draft": MaskParams(grabcut_iterations=3, carve_resolution=48),
+    "standard": MaskParams(),
+    "high": MaskParams(carve_resolution=96),
+}
+
+
+def params_for(preset: str) -> MaskParams:
+    if preset not in PRESET_PARAMS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESET_PARAMS)}")
+    return PRESET_PARAMS[preset]
+
+
+@dataclass
+class Plane:
+    normal: np.ndarray  # (3,) unit, towards the cameras
+    offset: float  # plane: normal . x + offset = 0
+
+    def height(self, points: np.ndarray) -> np.ndarray:
+        """(P,) signed distance above the plane."""
+        return points @ self.normal + self.offset
+
+
+@dataclass
+class FoundObject:
+    plane: Plane | None
+    points: np.ndarray  # (K, 3) the object's points
+    index: np.ndarray  # (K,) their indices in the input points
+    look_at: np.ndarray  # (3,)
+    scale: float  # the cameras' median distance to the look-at point
+    figures: dict
+
+    def transformed(self, transform: np.ndarray) -> FoundObject:
+        """The same object in another frame; ``transform`` (4, 4) rigid, new <- old."""
+        rotation, shift = transform[:3, :3], transform[:3, 3]
+        plane = None
+        if self.plane is not None:
+            normal = rotation @ self.plane.normal
+            plane = Plane(normal, float(self.plane.offset - normal @ shift))
+        move = lambda points: points @ rotation.T + shift  # noqa: E731
+        return FoundObject(
+            plane, move(self.points), self.index, move(self.look_at[None])[0], self.scale, self.figures
+        )
+
+
+# --- geometry ----------------------------------------------------------------------------------
+
+
+def ransac_planes(
+    points: np.ndarray, tolerance: float, params: MaskParams
+) -> list[tuple[np.ndarray, float, np.ndarray]]:
+    """Up to ``max_planes`` planes (normal, offset, inlier mask), largest first, found one after another."""
+    rng = np.random.default_rng(params.seed)
+    remaining = np.ones(len(points), dtype=bool)
+    planes = []
+    for _ in range(params.max_planes):
+        candidates = np.flatnonzero(remaining)
+        if len(candidates) < params.min_plane_points:
+            break
+        triples = candidates[rng.integers(0, len(candidates), size=(params.ransac_iterations, 3))]
+        a, b, c = points[triples[:, 0]], points[triples[:, 1]], points[triples[:, 2]]
+        normals = np.cross(b - a, c - a)
+        length = np.linalg.norm(normals, axis=1)
+        valid = length > 1e-12
+        normals, a = normals[valid] / length[valid, None], a[valid]
+        offsets = -np.einsum("ij,ij->i", normals, a)
+        distances = np.abs(points[candidates] @ normals.T + offsets)  # (C, I)
+        counts = (distances < tolerance).sum(axis=0)
+        best = int(np.argmax(counts))
+        if counts[best] < params.min_plane_points:
+            break
+        normal, offset = normals[best], offsets[best]
+        inliers = np.zeros(len(points), dtype=bool)
+        inliers[candidates[distances[:, best] < tolerance]] = True
+        # least-squares refit on the inliers
+        centre = points[inliers].mean(axis=0)
+        _, _, vt = np.linalg.svd(points[inliers] - centre, full_matrices=False)
+        normal = vt[2] if vt[2] @ normal >= 0 else -vt[2]
+        offset = -float(normal @ centre)
+        inliers = remaining & (np.abs(points @ normal + offset) < tolerance)
+        planes.append((normal, offset, inliers))
+        remaining &= ~inliers
+    return planes
+
+
+def support_plane(
+    planes: list[tuple[np.ndarray, float, np.ndarray]],
+    cam_to_world: np.ndarray,
+    look_at: np.ndarray,
+    params: MaskParams,
+) -> Plane | None:
+    """The nearest plane below ``look_at`` with the cameras on its side; ``None`` if no plane qualifies."""
+    centres = cam_to_world[:, :3, 3]
+    best: Plane | None = None
+    best_height = math.inf
+    for normal, offset, _ in planes:
+        side = np.sign(look_at @ normal + offset)
+        if side == 0:
+            continue
+        plane = Plane(normal * side, float(offset * side))
+        above = np.mean(plane.height(centres) > 0)
+        height = float(plane.height(look_at[None])[0])
+        if above >= params.camera_side_fraction and height < best_height:
+            best, best_height = plane, height
+    return best
+
+
+def find_object(
+    points: np.ndarray, cam_to_world: np.ndarray, params: MaskParams, look_at: np.ndarray | None = None
+) -> FoundObject:
+    """The support plane and the points of the object standing on it near where the cameras look."""
+    look_at = preprocess_stage.look_at_point(cam_to_world) if look_at is None else look_at
+    scale = float(np.median(np.linalg.norm(cam_to_world[:, :3, 3] - look_at, axis=1)))
+    planes = ransac_planes(points, params.plane_tolerance * scale, params) if len(points) else []
+    plane = support_plane(planes, cam_to_world, look_at, params)
+    if plane is not None:
+        height = plane.height(points)
+        axis_foot = look_at - plane.height(look_at[None])[0] * plane.normal
+        offsets = points - axis_foot
+        radial = np.linalg.norm(offsets - np.outer(offsets @ plane.normal, plane.normal), axis=1)
+        candidate = (height > params.min_height * scale) & (radial < params.search_radius * scale)
+        candidate &= height < float(np.median(plane.height(cam_to_world[:, :3, 3])))
+    else:  # no support in view (a plain backdrop): the points round the look-at point
+        radial = np.linalg.norm(points - look_at, axis=1)
+        candidate = radial < params.search_radius * scale
+    index = np.flatnonzero(candidate)
+    figures = {"points": len(points), "planes_found": len(planes), "support_plane": plane is not None}
+    if len(index) < params.min_object_points:
+        raise CaptureError(
+            "object_not_found",
+            f"{len(index)} reconstructed points stand above the support near where the cameras look "
+            f"(at least {params.min_object_points} are needed): no object in view?",
+        )
+    group = _main_group(points[index], radial[index], scale, params)
+    index = index[group]
+    centre = np.median(points[index], axis=0)
+    spread = np.linalg.norm(points[index] - centre, axis=1)
+    index = index[spread <= np.quantile(spread, params.outlier_quantile)]
+    if len(index) < params.min_object_points:
+        raise CaptureError(
+            "object_not_found",
+            f"the points near where the cameras look form no object ({len(index)} connected points, "
+            f"at least {params.min_object_points} are needed)",
+        )
+    figures["object_points"] = len(index)
+    return FoundObject(plane, points[index], index, look_at, scale, figures)
+
+
+def _main_group(points: np.ndarray, radial: np.ndarray, scale: float, params: MaskParams) -> np.ndarray:
+    """(K,) bool: the connected group of ``points`` with most members (ties: nearest the axis)."""
+    tree = cKDTree(points)
+    spacing, _ = tree.query(points, k=2)
+    link = max(params.link_factor * float(np.median(spacing[:, 1])), params.min_link * scale)
+    pairs = tree.query_pairs(link, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(points),) * 2)
+    _, labels = connected_components(graph, directed=False)
+    sizes = np.bincount(labels)
+    nearest = np.full(len(sizes), np.inf)
+    np.minimum.at(nearest, labels, radial)
+    best = max(range(len(sizes)), key=lambda label: (sizes[label], -nearest[label]))
+    return labels == best
+
+
+def upright_transform(found: FoundObject) -> np.ndarray:
+    """(4, 4) rigid upright <- SfM: support plane y = 0, its normal +Y, the object's centre on the y axis."""
+    if found.plane is None:
+        raise CaptureError(
+            "object_not_found", "no support surface under the object: the upright frame is undefined"
+        )
+    up = found.plane.normal
+    low, high = found.points.min(axis=0), found.points.max(axis=0)
+    centre = 0.5 * (low + high)
+    foot = centre - found.plane.height(centre[None])[0] * up
+    x_axis = np.eye(3)[0] - up[0] * up
+    if np.linalg.norm(x_axis) < 1e-6:
+        x_axis = np.eye(3)[2] - up[2] * up
+    x_axis /= np.linalg.norm(x_axis)
+    z_axis = np.cross(x_axis, up)
+    rotation = np.stack([x_axis, up, z_axis])  # rows: the new axes in SfM coordinates
+    transform = np.eye(4)
+    transform[:3, :3] = rotation
+    transform[:3, 3] = -rotation @ foot
+    return transform
+
+
+# --- masks -------------------------------------------------------------------------------------
+
+
+def project(points: np.ndarray, cam_to_world: np.ndarray, intrinsics: np.ndarray, radial: float = 0.0):
+    """Pixels (P, 2) and depths (P,) of ``points`` in one camera (OpenGL axes), with a radial ``k1``."""
+    world_to_cam = np.linalg.inv(cam_to_world)
+    in_camera = points @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]
+    depth = -in_camera[:, 2]
+    x = in_camera[:, 0] / np.where(np.abs(depth) > 1e-12, depth, 1e-12)
+    y = -in_camera[:, 1] / np.where(np.abs(depth) > 1e-12, depth, 1e-12)
+    factor = 1.0 + radial * (x * x + y * y)
+    uv = np.stack(
+        [intrinsics[0, 0] * x * factor + intrinsics[0, 2], intrinsics[1, 1] * y * factor + intrinsics[1, 2]],
+        1,
+    )
+    return uv, depth
+
+
+def grabcut_mask(image: np.ndarray, uv: np.ndarray, params: MaskParams) -> np.ndarray:
+    """(H, W) bool object mask of one view from the object points' projections ``uv`` (P, 2)."""
+    height, width = image.shape[:2]
+    inside = (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
+    if inside.sum() < 3:
+        return np.zeros((height, width), dtype=bool)
+    try:
+        hull = uv[ConvexHull(uv).vertices]
+    except QhullError:
+        return np.zeros((height, width), dtype=bool)
+    centre = hull.mean(axis=0)
+    size = float(np.max(hull.max(axis=0) - hull.min(axis=0)))
+    grown = centre + (hull - centre) * (1.0 + 2.0 * params.hull_grow) + 0.0
+    grown_pad = np.round(grown * 16).astype(np.int32)
+    labels = np.full((height, width), cv2.GC_BGD, dtype=np.uint8)
+    cv2.fillPoly(labels, [grown_pad], cv2.GC_PR_BGD, lineType=cv2.LINE_8, shift=4)
+    tight = np.round(hull * 16).astype(np.int32)
+    cv2.fillPoly(labels, [tight], cv2.GC_PR_FGD, lineType=cv2.LINE_8, shift=4)
+    for u, v in uv[inside].astype(np.int32):
+        cv2.circle(labels, (int(u), int(v)), params.seed_radius_px, cv2.GC_FGD, -1)
+    # GrabCut over the grown hull's box only (with a margin of definite background round it)
+    margin = max(4, int(0.1 * size))
+    x0, y0 = np.maximum(np.floor(grown.min(axis=0)).astype(int) - margin, 0)
+    x1, y1 = np.minimum(np.ceil(grown.max(axis=0)).astype(int) + margin, [width, height])
+    roi = labels[y0:y1, x0:x1].copy()
+    if not (roi == cv2.GC_FGD).any() or not np.isin(roi, (cv2.GC_BGD, cv2.GC_PR_BGD)).any():
+        return np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD))
+    background, foreground = np.zeros((1, 65)), np.zeros((1, 65))
+    crop = np.ascontiguousarray(image[y0:y1, x0:x1, ::-1])  # OpenCV wants BGR
+    cv2.setRNGSeed(params.seed)
+    cv2.grabCut(crop, roi, None, background, foreground, params.grabcut_iterations, cv2.GC_INIT_WITH_MASK)
+    mask = np.zeros((height, width), dtype=bool)
+    mask[y0:y1, x0:x1] = np.isin(roi, (cv2.GC_FGD, cv2.GC_PR_FGD))
+    return _largest_parts(mask)
+
+
+def _largest_parts(mask: np.ndarray, keep_fraction: float = 0.05) -> np.ndarray:
+    """``mask`` with its holes filled and connected parts under ``keep_fraction`` of the largest removed."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return mask
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.flatnonzero(areas >= keep_fraction * areas.max()) + 1
+    return np.isin(labels, keep)
+
+
+def hull_renderings(
+    masks: np.ndarray,
+    cam_to_world: np.ndarray,
+    intrinsics: np.ndarray,
+    found: FoundObject,
+    params: MaskParams,
+    ctx: StageContext,
+) -> np.ndarray | None:
+    """(N, H, W) bool: the k-of-n hull the masks carve above the support, rendered into every view.
+
+    ``None`` when the masks share no volume.
+    """
+    height, width = masks.shape[1:]
+    low, high = found.points.min(axis=0), found.points.max(axis=0)
+    centre = 0.5 * (low + high)
+    half = 0.5 * float(np.max(high - low)) * (1.0 + 2.0 * params.carve_margin)
+    cam_to_box = cam_to_world.copy()
+    cam_to_box[:, :3, 3] = (cam_to_world[:, :3, 3] - centre) / half
+    resolution = params.carve_resolution
+    axis = np.linspace(-1.0, 1.0, resolution)
+    grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
+    hull_params = hull_stage.HullParams(
+        resolution=resolution,
+        coarse_resolution=resolution,
+        tolerance_views=math.floor(params.carve_tolerance_fraction * len(masks)),
+    )
+    occupancy = hull_stage.soft_vote(
+        torch.from_numpy(grid.astype(np.float32)),
+        torch.from_numpy(masks.astype(np.float32)),
+        torch.from_numpy(cam_to_box.astype(np.float32)),
+        torch.from_numpy(intrinsics.astype(np.float32)),
+        hull_params,
+        ctx,
+    ).numpy()
+    if found.plane is not None:  # nothing of the object lies below its support
+        below = found.plane.height(centre + half * grid) < -params.plane_tolerance * found.scale
+        occupancy[below] = 0.0
+    volume = occupancy.reshape((resolution,) * 3)
+    if volume.max() < 0.5 or volume.min() >= 0.5:
+        return None
+    vertices, faces = mesh_stage.extract_surface(0.5 - volume.astype(np.float32))
+    caster = RayCaster(vertices, faces)
+    out = np.zeros(masks.shape, dtype=bool)
+    for view in range(len(masks)):
+        ctx.check_stop()
+        camera = PinholeCamera(cam_to_box[view], intrinsics[view], height, width)
+        origins, directions = camera.pixel_rays()
+        out[view] = caster.cast(origins, directions).hit.reshape(height, width)
+    return out
+
+
+def _grown(mask: np.ndarray, pixels: int) -> np.ndarray:
+    kernel = np.ones((2 * pixels + 1,) * 2, dtype=np.uint8)
+    return cv2.dilate(mask.astype(np.uint8), kernel) > 0
+
+
+def _shrunk(mask: np.ndarray, pixels: int) -> np.ndarray:
+    kernel = np.ones((2 * pixels + 1,) * 2, dtype=np.uint8)
+    return cv2.erode(mask.astype(np.uint8), kernel, borderType=cv2.BORDER_REPLICATE) > 0
+
+
+def grabcut_refined(image: np.ndarray, rendered: np.ndarray, params: MaskParams) -> np.ndarray:
+    """(H, W) bool: GrabCut seeded by a hull rendering (its core object, beyond a band background)."""
+    labels = np.full(rendered.shape, cv2.GC_BGD, dtype=np.uint8)
+    labels[_grown(rendered, params.refine_band_px)] = cv2.GC_PR_BGD
+    labels[rendered] = cv2.GC_PR_FGD
+    labels[_shrunk(rendered, params.refine_band_px)] = cv2.GC_FGD
+    if not (labels == cv2.GC_FGD).any() or not (labels == cv2.GC_BGD).any():
+        return rendered
+    rows, cols = np.nonzero(labels != cv2.GC_BGD)
+    margin = params.refine_band_px * 2
+    y0, x0 = max(rows.min() - margin, 0), max(cols.min() - margin, 0)
+    y1, x1 = min(rows.max() + margin + 1, rendered.shape[0]), min(cols.max() + margin + 1, rendered.shape[1])
+    roi = labels[y0:y1, x0:x1].copy()
+    crop = np.ascontiguousarray(image[y0:y1, x0:x1, ::-1])
+    cv2.setRNGSeed(params.seed)
+    background, foreground = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.grabCut(crop, roi, None, background, foreground, params.grabcut_iterations, cv2.GC_INIT_WITH_MASK)
+    mask = np.zeros(rendered.shape, dtype=bool)
+    mask[y0:y1, x0:x1] = np.isin(roi, (cv2.GC_FGD, cv2.GC_PR_FGD))
+    return _largest_parts(mask)
+
+
+def max_radial_shift(radial: np.ndarray, intrinsics: np.ndarray, size: tuple[int, int]) -> float:
+    """Pixels the radial terms move an image corner by: the error of treating the cameras as pinholes."""
+    height, width = size
+    corner = np.hypot(
+        np.maximum(intrinsics[:, 0, 2], width - intrinsics[:, 0, 2]) / intrinsics[:, 0, 0],
+        np.maximum(intrinsics[:, 1, 2], height - intrinsics[:, 1, 2]) / intrinsics[:, 1, 1],
+    )
+    return float(np.max(np.abs(radial) * corner**3 * intrinsics[:, 0, 0]))
+
+
+def estimate_masks(
+    images: np.ndarray,
+    cam_to_world: np.ndarray,
+    intrinsics: np.ndarray,
+    radial: np.ndarray,
+    found: FoundObject,
+    params: MaskParams,
+    ctx: StageContext,
+    band: tuple[float, float] = (0.0, 1.0),
+) -> tuple[np.ndarray, dict]:
+    """(N, H, W) uint8 masks (255 object) of ``images`` (N, H, W, 3) for the object ``found``."""
+    low, high = band
+    masks = np.zeros(images.shape[:3], dtype=bool)
+    for view in range(len(images)):
+        ctx.check_stop()
+        uv, depth = project(found.points, cam_to_world[view], intrinsics[view], float(radial[view]))
+        masks[view] = grabcut_mask(images[view], uv[depth > 0], params)
+        ctx.on_progress(
+            low + (high - low) * 0.8 * (view + 1) / len(images), f"masks {view + 1} of {len(images)}"
+        )
+    figures: dict = {"refine_passes": 0}
+    if max_radial_shift(radial, intrinsics, images.shape[1:3]) <= params.confirm_grow_px:
+        for refine in range(params.refine_passes + 1):
+            rendered = hull_renderings(masks, cam_to_world, intrinsics, found, params, ctx)
+            if rendered is None:
+                break
+            if refine == params.refine_passes:  # the last hull bounds the masks
+                kept = masks & np.stack([_grown(view, params.confirm_grow_px) for view in rendered])
+                figures["cross_check_kept_fraction"] = float(kept.sum() / max(masks.sum(), 1))
+                masks = kept
+                break
+            masks = np.stack(
+                [grabcut_refined(image, view, params) for image, view in zip(images, rendered, strict=True)]
+            )
+            figures["refine_passes"] = refine + 1
+            ctx.on_progress(low + (high - low) * (0.8 + 0.1 * (refine + 1)), "masks cross-checked")
+    ctx.on_progress(high, "masks done")
+    empty = int((masks.sum(axis=(1, 2)) == 0).sum())
+    figures.update(
+        {"mask_views": len(masks), "empty_masks": empty, "mean_mask_fraction": float(masks.mean())}
+    )
+    return (masks.astype(np.uint8) * 255), figures
