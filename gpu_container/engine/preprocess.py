@@ -45,6 +45,7 @@ from scipy import ndimage
 from gpu_container.engine import estimated_capture, imageio
 from gpu_container.engine.cameras import intrinsics_matrix, project
 from gpu_container.engine.context import PRESETS, CaptureError, StageContext, Stopwatch, write_stage_record
+from gpu_container.engine.footprints import footprints, integral_images, rectangle_sums
 from gpu_container.engine.scene import Scene
 from gpu_container.engine.validate import MANIFEST_FILE
 from gpu_container.engine.validate import STAGE as VALIDATE_STAGE
@@ -170,28 +171,6 @@ def look_at_point(cam_to_world: np.ndarray) -> np.ndarray:
     return point
 
 
-def _integral_images(masks: torch.Tensor) -> torch.Tensor:
-    """(N, H + 1, W + 1) int32 summed-area tables of bool masks (N, H, W): pixels in a rectangle in O(1)."""
-    table = torch.zeros((masks.shape[0], masks.shape[1] + 1, masks.shape[2] + 1), dtype=torch.int32)
-    table = table.to(masks.device)
-    table[:, 1:, 1:] = masks.to(torch.int32).cumsum(dim=1).cumsum(dim=2)
-    return table
-
-
-def _rectangle_sums(
-    table: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor
-) -> torch.Tensor:
-    """Pixels set in columns [x0, x1) and rows [y0, y1) of each view, from summed-area tables
-    (n, H + 1, W + 1); the corner indices are (n, ...) and clamped to the table."""
-    n, stride = table.shape[0], table.shape[2]
-    flat = table.reshape(n, -1)
-
-    def at(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        return torch.gather(flat, 1, (rows * stride + cols).reshape(n, -1)).reshape(rows.shape)
-
-    return at(y1, x1) - at(y0, x1) - at(y1, x0) + at(y0, x0)
-
-
 def carve_cells(
     low: np.ndarray,
     cell: np.ndarray,
@@ -235,18 +214,10 @@ def carve_cells(
         uv, depth = project(nodes[corners], silhouettes.cam_to_world[views], silhouettes.intrinsics[views])
         n = uv.shape[0]
         u, v, depth = uv[..., 0][:, inverse], uv[..., 1][:, inverse], depth[:, inverse]  # (n, M, 8)
-        u_low, u_high = u.amin(dim=2), u.amax(dim=2)
-        v_low, v_high = v.amin(dim=2), v.amax(dim=2)
-        in_front = depth.amin(dim=2) > 0
-        overlaps = in_front & (u_high >= 0) & (u_low < width) & (v_high >= 0) & (v_low < height)
-        inside = in_front & (u_low >= 0) & (u_high < width) & (v_low >= 0) & (v_high < height)
-        x0 = u_low.floor().clamp(0, width).long()
-        x1 = (u_high.floor() + 1).clamp(0, width).long()
-        y0 = v_low.floor().clamp(0, height).long()
-        y1 = (v_high.floor() + 1).clamp(0, height).long()
-        pixels = _rectangle_sums(silhouettes.integral[views], x0, x1, y0, y1)
-        misses[alive] += (inside & (pixels == 0)).sum(dim=0, dtype=torch.int32)
-        seen[alive] += overlaps.sum(dim=0, dtype=torch.int32)
+        rect = footprints(u, v, depth, width, height)
+        pixels = rectangle_sums(silhouettes.integral[views], rect)
+        misses[alive] += (rect.inside_image & (pixels == 0)).sum(dim=0, dtype=torch.int32)
+        seen[alive] += rect.overlaps_image.sum(dim=0, dtype=torch.int32)
         first += n
         possible = (misses[alive] <= tolerance) & (seen[alive] + (num_views - first) >= min_seen)
         alive = alive[possible]
@@ -353,7 +324,7 @@ def silhouette_bounds(
     cams_local = cam_to_world.copy()
     cams_local[:, :3, 3] -= centre
     silhouettes = Silhouettes(
-        integral=_integral_images(torch.from_numpy(binary).to(device)),
+        integral=integral_images(torch.from_numpy(binary).to(device)),
         cam_to_world=torch.from_numpy(cams_local.astype(np.float32)).to(device),
         intrinsics=torch.from_numpy(intrinsics.astype(np.float32)).to(device),
         origin=centre,
@@ -496,9 +467,12 @@ def run(ctx: StageContext, params: PreprocessParams | None = None) -> dict:
         params = replace(params, carve_tolerance_fraction=estimated_capture.ESTIMATED_MASK_CARVE_TOLERANCE)
     frames = manifest["frames"]
     width, height = resized_size(manifest["width"], manifest["height"], params.long_side)
-    rgba = decode_frames(
-        ctx.input_dir / manifest["archive"], frames, (width, height), params.decode_workers, ctx
-    )
+    if completion is not None and completion.frame_images is not None:  # a video's frames
+        rgba = completion.rgba_at(width, height)
+    else:
+        rgba = decode_frames(
+            ctx.input_dir / manifest["archive"], frames, (width, height), params.decode_workers, ctx
+        )
     if completion is not None and completion.masks is not None:
         rgba[..., 3] = completion.masks_at(width, height)
     intrinsics = np.stack([scaled_intrinsics(frame, width, height) for frame in frames])
