@@ -1,16 +1,21 @@
 """Stage 3: the visual hull, by silhouette carving on a grid, coarse to fine.
 
-Every grid point ``(x_i, y_j, z_k)`` of ``grid_coordinates(R)`` is looked up in every view: the
-view's mask sampled bilinearly at the point's projection (a point outside an image, or behind its
-camera, reads 1, so partial views do not carve). k-of-n vote: a point is inside the hull when at
-least N - ``tolerance_views`` views see it inside their silhouette, so the occupancy stored is
-the (tolerance_views + 1)-th smallest of those N look-ups, a soft vote in [0, 1] whose surface is
-the level 0.5 (sub-pixel silhouettes give a smooth field for marching cubes). One bad mask
-therefore cannot carve away a part of the object. Masks may also be eroded (``erode_pixels``).
+Only the training views carve (held-out views never shape the result). Every grid point
+``(x_i, y_j, z_k)`` of ``grid_coordinates(R)`` is looked up in every view: the view's mask sampled
+bilinearly at the point's projection (a point outside an image, or behind its camera, reads 1: it
+constrains nothing). Where masks are given the carve is strict: the occupancy is the smallest
+look-up, so a point that any silhouette excludes is never inside (a soft value in [0, 1] whose
+surface is the level 0.5: sub-pixel silhouettes give a smooth field for marching cubes). Where masks
+were estimated, ``tolerance_views`` > 0 turns it into a k-of-n vote (the (tolerance + 1)-th smallest
+look-up), so that a few bad masks cannot carve away part of the object. A view shown to be
+inconsistent (it alone carves more than ``inconsistent_view_fraction`` of what the others keep, at
+the coarse level) is left out of the carve and named in the stage record.
 
-Coarse to fine: the full grid is evaluated at ``coarse_resolution``; each finer level (doubling
-up to ``resolution``) takes the trilinear upsampling of the previous one and re-evaluates only
-the points within ``refine_margin_cells`` coarse cells of the level set.
+Resolution follows the images: the grid has about ``voxels_per_pixel`` points per pixel that the box
+spans in the median training view, between ``coarse_resolution`` and ``resolution`` (the preset's
+cap). Coarse to fine: the full grid is evaluated at the coarsest level; each finer level (doubling up
+to the resolution) takes the trilinear upsampling of the previous one and re-evaluates only the
+points within ``refine_margin_cells`` coarse cells of the level set.
 
 Writes ``work/hull/hull.npz`` (``occupancy`` (R, R, R) float32 in [0, 1], ``level`` = 0.5,
 ``resolution``) and
@@ -19,6 +24,8 @@ Writes ``work/hull/hull.npz`` (``occupancy`` (R, R, R) float32 in [0, 1], ``leve
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,8 +33,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gpu_container.engine.cameras import silhouette_coverage
+from gpu_container.engine.cameras import project, silhouette_coverage
 from gpu_container.engine.context import CaptureError, StageContext, Stopwatch, write_stage_record
+from gpu_container.engine.footprints import footprints, integral_images, rectangle_sums
 from gpu_container.engine.scene import Scene, grid_coordinates
 
 STAGE = "hull"
@@ -36,18 +44,25 @@ HULL_FILE = "hull.npz"
 
 @dataclass(frozen=True)
 class HullParams:
-    resolution: int  # points per axis of the final grid
-    coarse_resolution: int  # points per axis of the first, fully evaluated grid
-    tolerance_views: int = 1  # views allowed to disagree before a point is carved
+    resolution: int  # most points per axis of the final grid
+    coarse_resolution: int  # points per axis of the coarsest, fully evaluated grid (and the fewest at all)
+    # Points of the final grid per pixel that the box spans in the median view (0: always ``resolution``).
+    voxels_per_pixel: float = 1.0
+    # Views allowed to disagree before a point is carved: 0 (strict) where masks are given; estimated
+    # masks (which may miss parts of the object) raise it.
+    tolerance_views: int = 0
+    # A view that alone carves more than this fraction of what the other views keep is inconsistent
+    # (a mask that misses part of the object, a wrong camera) and is left out (0: never).
+    inconsistent_view_fraction: float = 0.2
     erode_pixels: int = 0  # erode every mask by this many pixels before carving
     refine_margin_cells: int = 2  # coarse cells around the level set re-evaluated at the finer level
     samples_per_chunk: int = 1 << 22  # views x points projected at once (~0.5 s a chunk on a CPU)
 
 
 PRESET_PARAMS = {
-    "draft": HullParams(resolution=96, coarse_resolution=24),
-    "standard": HullParams(resolution=192, coarse_resolution=48),
-    "high": HullParams(resolution=320, coarse_resolution=40),
+    "draft": HullParams(resolution=128, coarse_resolution=24),
+    "standard": HullParams(resolution=256, coarse_resolution=24),
+    "high": HullParams(resolution=384, coarse_resolution=24),
 }
 
 
@@ -88,17 +103,40 @@ def soft_vote(
     ctx: StageContext | None = None,
 ) -> torch.Tensor:
     """(P,) occupancy of points (P, 3): the (tolerance + 1)-th smallest silhouette look-up, in chunks."""
+    occupancy, _ = _votes(points, masks, cam_to_box, intrinsics, params, ctx)
+    return occupancy
+
+
+def _votes(
+    points: torch.Tensor,
+    masks: torch.Tensor,
+    cam_to_box: torch.Tensor,
+    intrinsics: torch.Tensor,
+    params: HullParams,
+    ctx: StageContext | None = None,
+    blame: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Occupancy (P,) as ``soft_vote``; with ``blame`` also (N,) how many points each view alone
+    carves out of what all the other views keep (a point inside every silhouette but one)."""
     num_views = masks.shape[0]
     rank = min(params.tolerance_views, num_views - 1) + 1
     chunk = max(1, params.samples_per_chunk // num_views)
     out = torch.empty(points.shape[0], device=points.device, dtype=torch.float32)
+    carved_alone = torch.zeros(num_views, device=points.device, dtype=torch.int64) if blame else None
     for start in range(0, points.shape[0], chunk):
         if ctx is not None:
             ctx.check_stop()
         block = points[start : start + chunk]
         coverage = silhouette_coverage(block, masks, cam_to_box, intrinsics)  # (N, chunk)
-        out[start : start + chunk] = torch.kthvalue(coverage, rank, dim=0).values
-    return out
+        if rank == 1:
+            out[start : start + chunk] = coverage.amin(dim=0)
+        else:
+            out[start : start + chunk] = torch.kthvalue(coverage, rank, dim=0).values
+        if carved_alone is not None and num_views > 1:
+            smallest, view = torch.topk(coverage, 2, dim=0, largest=False)
+            alone = (smallest[0] < SURFACE_LEVEL) & (smallest[1] >= SURFACE_LEVEL)
+            carved_alone += torch.bincount(view[0][alone], minlength=num_views)
+    return out, carved_alone
 
 
 def _grid_points(resolution: int, device: torch.device) -> torch.Tensor:
@@ -116,40 +154,140 @@ def _near_level_set(volume: torch.Tensor, level: float, margin_cells: int) -> to
     return ((any_inside > 0) & (any_outside > 0))[0, 0]
 
 
+def grid_resolution(scene: Scene, params: HullParams) -> int:
+    """Points per axis of the final grid: ``voxels_per_pixel`` per pixel the box spans in the median
+    training view (its centre's depth against the focal length), within the preset's bounds."""
+    if params.voxels_per_pixel <= 0:
+        return params.resolution
+    views = scene.training_views
+    cameras = scene.cam_to_box[views]
+    depth = np.einsum("ni,ni->n", -cameras[:, :3, 2], -cameras[:, :3, 3])  # the box centre along each axis
+    focal = 0.5 * (scene.intrinsics[views, 0, 0] + scene.intrinsics[views, 1, 1])
+    pixels = float(np.median(2.0 * focal / np.maximum(depth, 1e-9)))  # the box's side is 2 box units
+    wanted = math.ceil(params.voxels_per_pixel * pixels) + 1
+    return int(min(params.resolution, max(params.coarse_resolution, wanted)))
+
+
+@dataclass(frozen=True)
+class CarveReport:
+    evaluated: int  # grid points evaluated exactly
+    resolution: int
+    views: list[int]  # the scene's views that carved
+    inconsistent_views: list[int]  # training views left out (shown inconsistent)
+
+
+def _unsettled_points(
+    points: torch.Tensor,
+    masks: torch.Tensor,
+    cam_to_box: torch.Tensor,
+    intrinsics: torch.Tensor,
+    params: HullParams,
+    ctx: StageContext | None,
+) -> torch.Tensor:
+    """(R, R, R) bool: grid points (R, R, R, 3) next to a cell the silhouettes do not settle.
+
+    A cell is settled inside when in all views but ``tolerance`` the pixels its projection can
+    reach (its bounding rectangle, grown by the bilinear look-up's pixel) are all object, and settled
+    outside when in more than ``tolerance`` views they lie in the image and are all background.
+    Anything else (a hole, a thin part, the surface) is unsettled.
+    """
+    resolution = points.shape[0]
+    num_views, height, width = masks.shape
+    object_table = integral_images(masks >= SURFACE_LEVEL)
+    background_table = integral_images(masks < SURFACE_LEVEL)
+    nodes = points.reshape(-1, 3)
+    cells = (resolution - 1,) * 3
+    not_inside = torch.zeros(cells, dtype=torch.int32, device=points.device)
+    outside = torch.zeros(cells, dtype=torch.int32, device=points.device)
+    chunk = max(1, params.samples_per_chunk // (8 * len(nodes)))  # views whose corners fit at once
+    for first in range(0, num_views, chunk):
+        if ctx is not None:
+            ctx.check_stop()
+        views = slice(first, first + chunk)
+        uv, depth = project(nodes, cam_to_box[views], intrinsics[views])
+        n = uv.shape[0]
+        corners = [
+            _cell_corners(values.reshape(n, resolution, resolution, resolution))
+            for values in (uv[..., 0], uv[..., 1], depth)
+        ]
+        rect = footprints(*corners, width, height, grow=1)
+        background = rectangle_sums(background_table[views], rect).reshape(n, *cells)
+        objects = rectangle_sums(object_table[views], rect).reshape(n, *cells)
+        in_front = rect.in_front.reshape(n, *cells)
+        not_inside += (~in_front | (background > 0)).sum(dim=0, dtype=torch.int32)
+        outside += (rect.inside_image.reshape(n, *cells) & (objects == 0)).sum(dim=0, dtype=torch.int32)
+    tolerance = min(params.tolerance_views, num_views - 1)
+    unsettled = ((not_inside > tolerance) & (outside <= tolerance)).float()[None, None]
+    return F.max_pool3d(F.pad(unsettled, (1, 1, 1, 1, 1, 1)), 2, stride=1)[0, 0] > 0
+
+
+def _cell_corners(values: torch.Tensor) -> torch.Tensor:
+    """(n, C, 8) the values at the 8 corners of each cell of node values (n, R, R, R)."""
+    size = values.shape[1] - 1
+    corners = [
+        values[:, dx : dx + size, dy : dy + size, dz : dz + size].reshape(values.shape[0], -1)
+        for dx, dy, dz in itertools.product((0, 1), repeat=3)
+    ]
+    return torch.stack(corners, dim=2)
+
+
 def carve(
     scene: Scene, params: HullParams, device: torch.device, ctx: StageContext | None = None
-) -> tuple[HullResult, int]:
-    """The hull of a scene; also returns how many grid points were evaluated exactly."""
-    masks = scene_masks(scene, device, params.erode_pixels)
-    cam_to_box = torch.from_numpy(scene.cam_to_box).to(device=device, dtype=torch.float32)
-    intrinsics = torch.from_numpy(scene.intrinsics).to(device=device, dtype=torch.float32)
+) -> tuple[HullResult, CarveReport]:
+    """The hull of a scene from its training views; also how it was carved."""
+    views = scene.training_views
+    masks = scene_masks(scene, device, params.erode_pixels)[torch.from_numpy(views).to(device)]
+    cam_to_box = torch.from_numpy(scene.cam_to_box[views]).to(device=device, dtype=torch.float32)
+    intrinsics = torch.from_numpy(scene.intrinsics[views]).to(device=device, dtype=torch.float32)
     level = SURFACE_LEVEL
+    final = grid_resolution(scene, params)
 
-    resolutions = [params.resolution]
+    resolutions = [final]
     while resolutions[-1] // 2 >= params.coarse_resolution:
         resolutions.append(resolutions[-1] // 2)
     resolutions.reverse()
 
     volume = None
     evaluated = 0
+    inconsistent: list[int] = []
     for index, resolution in enumerate(resolutions):
         points = _grid_points(resolution, device)
         if volume is None:
-            flat = soft_vote(points.reshape(-1, 3), masks, cam_to_box, intrinsics, params, ctx)
-            volume = flat.reshape(resolution, resolution, resolution)
+            flat, carved_alone = _votes(
+                points.reshape(-1, 3), masks, cam_to_box, intrinsics, params, ctx, blame=True
+            )
             evaluated += flat.numel()
+            kept = int((flat >= level).sum())
+            assert carved_alone is not None
+            limit = params.inconsistent_view_fraction * (kept + carved_alone)
+            bad = carved_alone > limit
+            if params.inconsistent_view_fraction > 0 and bad.any() and not bad.all():
+                good = ~bad
+                inconsistent = [int(views[i]) for i in torch.nonzero(bad)[:, 0].tolist()]
+                views = views[good.cpu().numpy()]
+                masks, cam_to_box, intrinsics = masks[good], cam_to_box[good], intrinsics[good]
+                flat = soft_vote(points.reshape(-1, 3), masks, cam_to_box, intrinsics, params, ctx)
+                evaluated += flat.numel()
+            volume = flat.reshape(resolution, resolution, resolution)
+            # Points in coarse cells that the silhouettes do not settle away from the coarse surface (a
+            # hole or a thin part between the coarse points) are evaluated at every finer level, as the
+            # surface's band is: the final grid stays strict.
+            unsettled = _unsettled_points(points, masks, cam_to_box, intrinsics, params, ctx)
+            unsettled &= ~_near_level_set(volume, level, params.refine_margin_cells)
         else:
-            refine = _near_level_set(volume, level, params.refine_margin_cells)
+            refine = _near_level_set(volume, level, params.refine_margin_cells) | unsettled
             shape = (resolution,) * 3
             volume = F.interpolate(volume[None, None], size=shape, mode="trilinear", align_corners=True)[0, 0]
             refine = F.interpolate(refine[None, None].float(), size=shape, mode="nearest")[0, 0] > 0
+            unsettled = F.interpolate(unsettled[None, None].float(), size=shape, mode="nearest")[0, 0] > 0
             targets = points[refine]
             volume[refine] = soft_vote(targets, masks, cam_to_box, intrinsics, params, ctx)
             evaluated += targets.shape[0]
         if ctx is not None:
             ctx.on_progress((index + 1) / len(resolutions), f"hull {resolution}^3")
     assert volume is not None
-    return HullResult(volume.cpu().numpy().astype(np.float32), level), evaluated
+    report = CarveReport(evaluated, final, [int(view) for view in views], inconsistent)
+    return HullResult(volume.cpu().numpy().astype(np.float32), level), report
 
 
 def load(job_dir: Path) -> HullResult:
@@ -167,7 +305,7 @@ def run(ctx: StageContext, params: HullParams | None = None) -> dict:
         raise CaptureError("missing_scene", f"{scene_folder / 'scene.npz'} not found: run preprocess first")
     scene = Scene.load(scene_folder)
     ctx.on_progress(0.0, "carving the visual hull")
-    result, evaluated = carve(scene, params, ctx.device, ctx)
+    result, report = carve(scene, params, ctx.device, ctx)
     inside = result.inside
     if not inside.any():
         raise CaptureError("empty_hull", "the silhouettes share no common volume: masks or cameras disagree")
@@ -175,11 +313,16 @@ def run(ctx: StageContext, params: HullParams | None = None) -> dict:
         "stage": STAGE,
         "seconds": round(watch.seconds, 3),
         "device": str(ctx.device),
-        "resolution": params.resolution,
+        "resolution": report.resolution,
         "level": result.level,
         "occupied_fraction": float(inside.mean()),
-        "points_evaluated": evaluated,
-        "views": scene.num_views,
+        "points_evaluated": report.evaluated,
+        "views": len(report.views),
+        "inconsistent_views": [scene.names[view] for view in report.inconsistent_views],
+        "warnings": [
+            f"view {scene.names[view]} disagrees with the others and was left out of the hull"
+            for view in report.inconsistent_views
+        ],
         "params": asdict(params),
     }
     ctx.check_stop()
@@ -188,7 +331,7 @@ def run(ctx: StageContext, params: HullParams | None = None) -> dict:
         folder / HULL_FILE,
         occupancy=result.occupancy,
         level=np.float32(result.level),
-        resolution=np.int64(params.resolution),
+        resolution=np.int64(report.resolution),
     )
     write_stage_record(folder, figures)
     ctx.on_progress(1.0, "hull done")

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from gpu_container.engine import hull
+from gpu_container.engine.cameras import silhouette_coverage
 from gpu_container.engine.context import StageContext
 from gpu_container.engine.scene import grid_coordinates
 
 from .analytic import make_scene, sphere_sdf, write_job
 
-PARAMS = hull.HullParams(resolution=64, coarse_resolution=16, tolerance_views=1)
+PARAMS = hull.HullParams(resolution=64, coarse_resolution=16, voxels_per_pixel=0, tolerance_views=1)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_hull_of_a_sphere_is_close_to_the_sphere(sphere_scene) -> None:
-    result, evaluated = hull.carve(sphere_scene, PARAMS, torch.device("cpu"))
+    result, report = hull.carve(sphere_scene, PARAMS, torch.device("cpu"))
+    evaluated = report.evaluated
     truth = _truth(PARAMS.resolution)
     assert _iou(result.inside, truth) > 0.93
     assert result.inside[truth].mean() > 0.98  # the hull contains the object (up to a sub-voxel shell)
@@ -43,10 +45,57 @@ def test_one_corrupted_mask_does_not_carve_the_hull(sphere_scene) -> None:
     broken = replace(sphere_scene, masks=sphere_scene.masks.copy())
     broken.masks[3, :, : broken.masks.shape[2] // 2] = 0  # half of one silhouette lost
     truth = _truth(PARAMS.resolution)
+    strict = replace(PARAMS, tolerance_views=0)
     tolerant, _ = hull.carve(broken, PARAMS, torch.device("cpu"))
-    strict, _ = hull.carve(broken, replace(PARAMS, tolerance_views=0), torch.device("cpu"))
-    assert _iou(tolerant.inside, truth) > 0.9
-    assert _iou(strict.inside, truth) < 0.7  # without the vote the bad mask cuts the sphere
+    checked, report = hull.carve(broken, strict, torch.device("cpu"))
+    blind, _ = hull.carve(broken, replace(strict, inconsistent_view_fraction=0.0), torch.device("cpu"))
+    assert _iou(tolerant.inside, truth) > 0.9  # the vote ignores one view
+    assert report.inconsistent_views == [3]  # the strict carve finds the view that disagrees ...
+    assert 3 not in report.views
+    assert _iou(checked.inside, truth) > 0.9  # ... and leaves it out
+    assert _iou(blind.inside, truth) < 0.7  # without either, the bad mask cuts the sphere
+
+
+def test_the_strict_hull_never_holds_a_point_a_silhouette_excludes(sphere_scene) -> None:
+    # Holes far thinner than the coarse grid's spacing: every point of the final grid that a training
+    # view sees outside its silhouette is outside the hull, however coarse the first level.
+    holed = replace(sphere_scene, masks=sphere_scene.masks.copy())
+    holed.masks[2, 30:32, 20:44] = 0  # a slit (2 pixels) through one view
+    holed.masks[7, 20:22, 31:33] = 0  # a pin hole through another
+    params = replace(PARAMS, tolerance_views=0, inconsistent_view_fraction=0.0)
+    result, _ = hull.carve(holed, params, torch.device("cpu"))
+    points = torch.from_numpy(grid_coordinates(params.resolution)).float()
+    grid = torch.stack(torch.meshgrid(points, points, points, indexing="ij"), dim=-1).reshape(-1, 3)
+    views = holed.training_views
+    coverage = silhouette_coverage(
+        grid,
+        hull.scene_masks(holed, torch.device("cpu"))[torch.from_numpy(views)],
+        torch.from_numpy(holed.cam_to_box[views]).float(),
+        torch.from_numpy(holed.intrinsics[views]).float(),
+    )
+    excluded = (coverage < hull.SURFACE_LEVEL).any(dim=0).numpy().reshape(result.inside.shape)
+    assert excluded.any()
+    assert not (result.inside & excluded).any()
+    assert (result.inside == ~excluded).all()  # and every point all silhouettes allow is inside
+
+
+def test_held_out_views_never_carve(sphere_scene) -> None:
+    blanked = replace(sphere_scene, masks=sphere_scene.masks.copy())
+    blanked.masks[blanked.holdout] = 0  # a held-out view that would carve everything away
+    result, report = hull.carve(blanked, PARAMS, torch.device("cpu"))
+    reference, _ = hull.carve(sphere_scene, PARAMS, torch.device("cpu"))
+    assert len(sphere_scene.holdout) > 0
+    assert not set(report.views) & set(sphere_scene.holdout.tolist())
+    np.testing.assert_array_equal(result.occupancy, reference.occupancy)
+
+
+def test_resolution_follows_the_images(sphere_scene) -> None:
+    params = replace(PARAMS, resolution=512, coarse_resolution=8, voxels_per_pixel=1.0)
+    small = hull.grid_resolution(sphere_scene, params)
+    doubled = replace(sphere_scene, intrinsics=sphere_scene.intrinsics * [[2.0], [2.0], [1.0]])
+    assert 8 < small < 512
+    assert abs(hull.grid_resolution(doubled, params) - 2 * small) <= 2  # twice the pixels, twice the points
+    assert hull.grid_resolution(doubled, replace(params, resolution=small)) == small  # the preset caps it
 
 
 def test_hull_stage_writes_occupancy_and_figures(tmp_path, sphere_scene, monkeypatch) -> None:
