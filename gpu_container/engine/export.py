@@ -12,6 +12,7 @@ photograph).
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from PIL import Image
 from trimesh.exchange.obj import export_obj
 
 from gpu_container.engine.context import STAGE_RECORD, StageContext, Stopwatch, write_stage_record
+from gpu_container.engine.estimated_capture import CAMERAS_FILE
 from gpu_container.engine.mesh import STAGE as MESH_STAGE
 from gpu_container.engine.mesh import ColoredMesh
 from gpu_container.engine.render import RayCaster, render, scene_camera, shaded_rgba
@@ -164,6 +166,10 @@ def run(ctx: StageContext) -> dict:
     ctx.on_progress(0.3, "rendering preview")
     Image.fromarray(preview(box_mesh, scene, params)).save(output_dir / PREVIEW_FILE)
     outputs.append(PREVIEW_FILE)
+    cameras = work_dir / "preprocess" / CAMERAS_FILE  # the cameras used, each view's status (preprocess)
+    if cameras.is_file():
+        shutil.copyfile(cameras, output_dir / CAMERAS_FILE)
+        outputs.append(CAMERAS_FILE)
     ctx.check_stop()
     ctx.on_progress(0.6, "scoring held-out views")
     holdout = holdout_figures(box_mesh, scene, params)
