@@ -20,12 +20,13 @@ Two steps, so the cheap one can refuse a hostile file before anything is decoded
 Progress goes to ``on_progress(fraction, "decoded frame k of N")``; ``should_stop`` is polled
 between frames (a frame decodes in milliseconds) and at least every ``stop_poll_s`` seconds,
 raising ``StageCancelled``. Frames come back RGB, at most ``output_long_side`` on the long side,
-in the stream's stored orientation (a rotation flag in the header is reported, not applied, so
-every frame keeps one camera).
+in the stream's stored orientation: a phone's rotation flag (display matrix) is reported in
+``info.rotation_deg``, not applied, so every frame keeps the one camera it was shot with.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -137,6 +138,7 @@ def _open(path: Path) -> av.container.InputContainer:
 
 
 def _rotation(stream: av.video.stream.VideoStream) -> float:
+    """The legacy ``rotate`` tag; the display matrix is only seen on decoded frames (``select_frames``)."""
     rotate = stream.metadata.get("rotate")
     try:
         return float(rotate) if rotate is not None else 0.0
@@ -277,13 +279,17 @@ def _decode_candidates(
     params: VideoParams,
     on_progress: Callable[[float, str], None],
     stopper: _Stopper,
-) -> tuple[list[_Candidate], int, str | None]:
-    """The sharpest frame of each time window; (candidates, frames decoded, why decoding broke off)."""
+) -> tuple[list[_Candidate], int, str | None, float | None]:
+    """The sharpest frame of each window; (candidates, frames decoded, why decoding broke off, rotation).
+
+    The rotation (degrees, from the first frame's display matrix) is what a player would turn the
+    frames by; the frames themselves are kept as stored.
+    """
     window = max(1.0 / params.sample_fps, info.duration_s / (params.oversample * params.max_frames))
     score_size = _scaled_size(info.width, info.height, params.score_long_side)
     output_size = _scaled_size(info.width, info.height, params.output_long_side)
     best: dict[int, tuple[float, int, float, np.ndarray]] = {}  # window -> (sharpness, index, time, RGB)
-    decoded, broken_off = 0, None
+    decoded, broken_off, rotation = 0, None, None
     last_report = -np.inf
     with _open(path) as container:
         stream = container.streams.video[0]
@@ -297,6 +303,8 @@ def _decode_candidates(
                         f"{info.file}: frame {decoded} is {frame.width}x{frame.height}, "
                         f"over the limit of {params.max_frame_pixels} pixels",
                     )
+                if rotation is None:
+                    rotation = float(frame.rotation)
                 moment = float(frame.time) if frame.time is not None else decoded / info.fps
                 if moment > params.max_duration_s or decoded >= params.max_decoded_frames:
                     raise CaptureError(
@@ -325,7 +333,7 @@ def _decode_candidates(
         score, index, moment, image = best[slot]
         grey = cv2.cvtColor(cv2.resize(image, score_size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
         candidates.append(_Candidate(index, moment, score, image, _thumbnail(grey, params.thumbnail_side)))
-    return candidates, decoded, broken_off
+    return candidates, decoded, broken_off, rotation
 
 
 def blurred_mask(scores: np.ndarray, params: VideoParams) -> np.ndarray:
@@ -351,7 +359,9 @@ def select_frames(
     stopper = _Stopper(should_stop, params.stop_poll_s)
     stopper.check(force=True)
     info = probe(path, params)
-    candidates, decoded, broken_off = _decode_candidates(path, info, params, on_progress, stopper)
+    candidates, decoded, broken_off, rotation = _decode_candidates(path, info, params, on_progress, stopper)
+    if rotation is not None:
+        info = dataclasses.replace(info, rotation_deg=rotation)
     dropped: list[dict] = []
     blurred = blurred_mask(np.array([c.sharpness for c in candidates]), params)
     sharp = []

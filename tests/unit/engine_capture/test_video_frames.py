@@ -247,3 +247,23 @@ def test_other_containers_and_audio_only_files_are_unreadable(tmp_path):
         for packet in [*stream.encode(frame), *stream.encode()]:
             container.mux(packet)
     assert "no video stream" in _refused(audio, "video_unreadable").message
+
+
+def test_a_phones_portrait_hevc_mov_is_read_with_its_rotation_reported(tmp_path):
+    path = tmp_path / "IMG_0042.MOV"
+    frames = _pan(48)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx265", rate=int(FPS))
+        stream.width, stream.height, stream.pix_fmt = SIDE, SIDE, "yuv420p"
+        stream.options = {"x265-params": "log-level=error"}
+        stream.set_display_rotation(90.0)
+        for rgb in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    assert video_frames.probe(path).codec == "hevc"
+    selection = video_frames.select_frames(path)
+    assert selection.info.rotation_deg in (90.0, -90.0)
+    assert len(selection.frames) >= 8
+    assert selection.frames[0].image.shape == (SIDE, SIDE, 3)  # as stored: one camera for every frame
