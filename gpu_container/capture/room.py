@@ -284,7 +284,10 @@ def room_parts(room: RoomSettings, rng: np.random.Generator) -> list[trimesh.Tri
 
 
 def object_on_table(mesh: trimesh.Trimesh, placement: Placement, room: RoomSettings) -> np.ndarray:
-    """(4, 4) similarity from the object's own frame (+Z up) to the scene: sized, turned, on the table."""
+    """(4, 4) similarity from the object's own frame (+Z up) to the scene: sized, turned, on the table.
+
+    ValueError when the object would stand (partly) off the table top or reach the ceiling.
+    """
     extent = mesh.bounds[1] - mesh.bounds[0]
     scale = placement.size / float(extent.max())
     turn = trimesh.transformations.rotation_matrix(np.radians(placement.yaw_deg), [0, 0, 1])
@@ -292,7 +295,15 @@ def object_on_table(mesh: trimesh.Trimesh, placement: Placement, room: RoomSetti
     to_origin = trimesh.transformations.translation_matrix([-centre[0], -centre[1], -mesh.bounds[0, 2]])
     scaled = np.diag([scale, scale, scale, 1.0])
     onto_table = trimesh.transformations.translation_matrix([*placement.offset, room.table_height])
-    return onto_table @ scaled @ turn @ to_origin
+    transform = onto_table @ scaled @ turn @ to_origin
+    low, high = placed_bounds(mesh, transform)
+    table = np.array([room.table_width / 2, room.table_depth / 2])
+    if (np.abs(low[:2]) > table).any() or (np.abs(high[:2]) > table).any() or high[2] >= room.height:
+        raise ValueError(
+            f"a {placement.size} m object at {placement.offset} does not fit on the "
+            f"{room.table_width} x {room.table_depth} m table"
+        )
+    return transform
 
 
 def upright_transform(object_centre: np.ndarray, table_height: float) -> np.ndarray:

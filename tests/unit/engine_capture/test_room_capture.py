@@ -11,6 +11,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+import trimesh
 from capture_fixtures import fixture_mesh
 from PIL import Image
 from scipy import ndimage
@@ -208,3 +209,20 @@ def test_empty_table_photos_show_the_same_room_without_the_object(tmp_path):
     assert all(
         0.005 < mask.mean() < 0.5 for mask in changed
     )  # the cup (and its shadow) went, the room stayed
+
+
+def test_objects_of_other_sizes_and_places_stand_on_the_table_and_stay_in_view():
+    placement = room.Placement(size=0.12, offset=(0.35, -0.2), yaw_deg=70.0)
+    cup = fixture_mesh("cup")
+    capture = room.render_room_capture(cup, placement, _rig(6), room=SMALL_ROOM)
+    bounds = capture.mesh_world.bounds
+    assert max(bounds[1] - bounds[0]) == pytest.approx(0.12)
+    assert bounds[0, 1] == pytest.approx(0.0, abs=1e-9)  # on the table top
+    scene_to_world = capture.object_to_world @ np.linalg.inv(room.object_on_table(cup, placement, SMALL_ROOM))
+    table_centre = trimesh.transform_points([[0.0, 0.0, SMALL_ROOM.table_height]], scene_to_world)[0]
+    np.testing.assert_allclose(table_centre, [-0.35, 0.0, -0.2], atol=1e-9)  # scene y is world -z
+    for index, alpha in enumerate(capture.rgba[..., 3]):
+        if not _is_closeup(index, _rig()):
+            assert (alpha > 0).mean() > 0.03
+    with pytest.raises(ValueError, match="does not fit"):
+        room.render_room_capture(cup, room.Placement(offset=(0.55, 0.0)), _rig(1), room=SMALL_ROOM)
