@@ -183,6 +183,7 @@ def run_worker(request: dict, folder: Path, params: SfmParams, ctx: StageContext
     started = time.monotonic()
     tail: list[str] = []
     total = len(request["names"])
+    reached = 0.0
     try:
         while True:
             if ctx.should_stop():
@@ -201,13 +202,16 @@ def run_worker(request: dict, folder: Path, params: SfmParams, ctx: StageContext
                 continue
             if tag == "out":
                 fraction, message = _step_progress(json.loads(line))
-                ctx.on_progress(low + (high - low) * fraction, message)
-                continue
-            tail = [*tail[-20:], line.rstrip()]
-            extracted = _EXTRACTED.search(line)
-            if extracted:
+            else:
+                tail = [*tail[-20:], line.rstrip()]
+                extracted = _EXTRACTED.search(line)
+                if not extracted:
+                    continue
                 done = int(extracted.group(1))
-                ctx.on_progress(low + (high - low) * 0.3 * done / total, f"features {done} of {total}")
+                fraction, message = 0.3 * done / total, f"features {done} of {total}"
+            if fraction >= reached:  # progress only grows
+                reached = fraction
+                ctx.on_progress(low + (high - low) * fraction, message)
     finally:
         if child.poll() is None:
             child.kill()

@@ -196,10 +196,14 @@ def complete(ctx: StageContext, manifest: dict, workers: int = 4) -> Completion:
     masks = None
     mask_figures: dict = {}
     if manifest["estimate"]["masks"]:
+        # masks at the size the later stages work at (no finer than the features were found at)
+        long_side = preprocess_stage.params_for(ctx.preset).long_side
+        mask_size = preprocess_stage.resized_size(*size, long_side)
+        scale = np.diag([mask_size[0] / size[0], mask_size[1] / size[1], 1.0])
         masks, mask_figures = object_masks.estimate_masks(
-            images[kept],
+            resized(images[kept], *mask_size),
             sfm.cam_to_world[kept],
-            sfm.intrinsics[kept],
+            scale @ sfm.intrinsics[kept],
             sfm.radial[kept],
             found,
             mask_params,

@@ -241,18 +241,17 @@ def upright_transform(found: FoundObject) -> np.ndarray:
             "object_not_found", "no support surface under the object: the upright frame is undefined"
         )
     up = found.plane.normal
-    low, high = found.points.min(axis=0), found.points.max(axis=0)
-    centre = 0.5 * (low + high)
-    foot = centre - found.plane.height(centre[None])[0] * up
     x_axis = np.eye(3)[0] - up[0] * up
     if np.linalg.norm(x_axis) < 1e-6:
         x_axis = np.eye(3)[2] - up[2] * up
     x_axis /= np.linalg.norm(x_axis)
     z_axis = np.cross(x_axis, up)
     rotation = np.stack([x_axis, up, z_axis])  # rows: the new axes in SfM coordinates
+    turned = found.points @ rotation.T
+    centre = 0.5 * (turned.min(axis=0) + turned.max(axis=0))  # the bounding box's, in the new axes
     transform = np.eye(4)
     transform[:3, :3] = rotation
-    transform[:3, 3] = -rotation @ foot
+    transform[:3, 3] = [-centre[0], found.plane.offset, -centre[2]]  # height above the plane = new y
     return transform
 
 
@@ -439,10 +438,14 @@ def estimate_masks(
             rendered = hull_renderings(masks, cam_to_world, intrinsics, found, params, ctx)
             if rendered is None:
                 break
-            if refine == params.refine_passes:  # the last hull bounds the masks
-                kept = masks & np.stack([_grown(view, params.confirm_grow_px) for view in rendered])
-                figures["cross_check_kept_fraction"] = float(kept.sum() / max(masks.sum(), 1))
-                masks = kept
+            if refine == params.refine_passes:  # the last hull: what enough views agree on, with
+                # each view's own outline where it lies within a few pixels of the hull's
+                near = np.stack([_grown(view, params.confirm_grow_px) for view in rendered])
+                consistent = rendered | (masks & near)
+                total = max(int(masks.sum()), 1)
+                figures["cross_check_kept_fraction"] = float((masks & near).sum() / total)
+                figures["cross_check_added_fraction"] = float((consistent & ~masks).sum() / total)
+                masks = consistent
                 break
             masks = np.stack(
                 [grabcut_refined(image, view, params) for image, view in zip(images, rendered, strict=True)]

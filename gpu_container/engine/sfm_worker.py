@@ -89,10 +89,14 @@ def _mapper_options(request: dict, refine_intrinsics: bool) -> pycolmap.Incremen
 
 def incremental(request: dict, database: Path, image_dir: Path, out: Path) -> pycolmap.Reconstruction | None:
     total = len(request["names"])
-    registered = [0]
+    registered = [0]  # views registered so far (across models: the count only grows)
+
+    def initial_pair() -> None:
+        registered[0] = min(total, registered[0] + 2)
+        say("registered", registered[0], total)
 
     def next_image() -> None:
-        registered[0] += 1
+        registered[0] = min(total, registered[0] + 1)
         say("registered", registered[0], total)
 
     say("registered", 0, total)
@@ -101,7 +105,7 @@ def incremental(request: dict, database: Path, image_dir: Path, out: Path) -> py
         image_dir,
         out,
         _mapper_options(request, request["refine_intrinsics"]),
-        initial_image_pair_callback=lambda: say("registered", 2, total),
+        initial_image_pair_callback=initial_pair,
         next_image_callback=next_image,
     )
     if not models:

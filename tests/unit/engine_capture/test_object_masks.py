@@ -1,0 +1,131 @@
+"""Masks when absent: the support plane, the object standing on it, its masks, the upright frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from room_fixtures import intrinsics, table_capture
+
+from gpu_container.capture import synthetic
+from gpu_container.engine import camera_estimation, object_masks
+from gpu_container.engine.context import CaptureError, StageContext
+
+PARAMS = object_masks.params_for("draft")
+SFM_PARAMS = camera_estimation.params_for("draft")
+TABLE_HEIGHT = 0.75
+
+
+def _room_points(rng: np.random.Generator, with_object: bool = True) -> np.ndarray:
+    """Points of a room (+Z up): floor, two walls, a table top and, on it, a ball of radius 0.1."""
+    floor = np.c_[rng.uniform(-2, 2, (600, 2)), np.zeros(600)]
+    wall_x = np.c_[np.full(400, 2.0), rng.uniform(-2, 2, 400), rng.uniform(0, 2.5, 400)]
+    wall_y = np.c_[rng.uniform(-2, 2, 400), np.full(400, -2.0), rng.uniform(0, 2.5, 400)]
+    table = np.c_[rng.uniform(-0.6, 0.6, 500), rng.uniform(-0.4, 0.4, 500), np.full(500, TABLE_HEIGHT)]
+    parts = [floor, wall_x, wall_y, table]
+    if with_object:
+        ball = rng.normal(size=(300, 3))
+        parts.append(
+            0.1 * ball / np.linalg.norm(ball, axis=1, keepdims=True) + [0.1, 0.05, TABLE_HEIGHT + 0.1]
+        )
+    return np.concatenate(parts) + rng.normal(0, 0.001, (sum(len(p) for p in parts), 3))
+
+
+def _ring(target: np.ndarray, count: int = 16) -> np.ndarray:
+    """(N, 4, 4) cameras at head height round ``target``, looking at it (+Z up)."""
+    angles = np.linspace(0, 2 * np.pi, count, endpoint=False)
+    eyes = target + np.c_[0.8 * np.cos(angles), 0.8 * np.sin(angles), np.full(count, 0.5)]
+    return np.stack([synthetic.look_at(eye, target, np.array([0.0, 0.0, 1.0])) for eye in eyes])
+
+
+def test_the_support_is_the_table_not_the_floor_or_a_wall_and_the_object_stands_on_it():
+    rng = np.random.default_rng(0)
+    points = _room_points(rng)
+    found = object_masks.find_object(points, _ring(np.array([0.1, 0.05, TABLE_HEIGHT + 0.1])), PARAMS)
+    assert found.plane is not None
+    np.testing.assert_allclose(found.plane.normal, [0, 0, 1], atol=0.02)
+    assert -found.plane.offset == pytest.approx(TABLE_HEIGHT, abs=0.005)
+    ball = np.arange(len(points) - 300, len(points))
+    assert np.isin(found.index, ball).mean() == 1.0  # nothing of the table, floor or walls
+    assert len(found.index) >= 0.9 * 300
+
+
+def test_an_empty_table_is_object_not_found():
+    points = _room_points(np.random.default_rng(1), with_object=False)
+    with pytest.raises(CaptureError) as failure:
+        object_masks.find_object(points, _ring(np.array([0.0, 0.0, TABLE_HEIGHT + 0.1])), PARAMS)
+    assert failure.value.code == "object_not_found"
+
+
+def test_the_upright_frame_puts_the_support_at_y0_and_the_object_on_the_y_axis():
+    rng = np.random.default_rng(2)
+    points = _room_points(rng)
+    target = np.array([0.1, 0.05, TABLE_HEIGHT + 0.1])
+    found = object_masks.find_object(points, _ring(target), PARAMS)
+    upright = object_masks.upright_transform(found)
+    np.testing.assert_allclose(upright[:3, :3] @ upright[:3, :3].T, np.eye(3), atol=1e-9)
+    moved = found.transformed(upright)
+    np.testing.assert_allclose(moved.plane.normal, [0, 1, 0], atol=1e-9)
+    assert moved.plane.offset == pytest.approx(0.0, abs=1e-9)
+    centre = 0.5 * (moved.points.min(axis=0) + moved.points.max(axis=0))
+    assert centre[[0, 2]] == pytest.approx([0.0, 0.0], abs=1e-9)
+    table = points[(np.abs(points[:, 2] - TABLE_HEIGHT) < 0.003) & (np.abs(points[:, 0]) < 0.6)]
+    heights = table @ upright[:3, :3].T + upright[:3, 3]
+    assert np.abs(heights[:, 1]).max() < 0.006
+
+
+@pytest.fixture(scope="module")
+def posed_masks(tmp_path_factory):
+    """Masks of the table capture from its true cameras (a posed capture without masks)."""
+    capture = table_capture()
+    folder = tmp_path_factory.mktemp("sfm")
+    ctx = StageContext(folder)
+    images = np.ascontiguousarray(capture.rgba[..., :3])
+    points = camera_estimation.triangulate(
+        images, capture.cam_to_world, intrinsics(capture), folder, SFM_PARAMS, ctx
+    )
+    found = object_masks.find_object(points.points, capture.cam_to_world, PARAMS)
+    masks, figures = object_masks.estimate_masks(
+        images, capture.cam_to_world, intrinsics(capture), np.zeros(capture.num_views), found, PARAMS, ctx
+    )
+    return capture, masks >= 128, figures
+
+
+def test_masks_of_a_posed_capture_cover_the_object_and_not_the_table(posed_masks):
+    capture, masks, figures = posed_masks
+    truth = capture.rgba[..., 3] >= 128
+    iou = (masks & truth).sum(axis=(1, 2)) / (masks | truth).sum(axis=(1, 2))
+    assert iou.mean() >= 0.85
+    assert iou.min() >= 0.7
+    assert figures["empty_masks"] == 0
+    assert figures["refine_passes"] == PARAMS.refine_passes
+
+
+def test_close_up_masks_stay_open_where_the_object_leaves_the_frame(posed_masks):
+    capture, masks, _ = posed_masks
+    truth = capture.rgba[..., 3] >= 128
+    borders = [lambda m: m[:, 0], lambda m: m[:, -1], lambda m: m[:, :, 0], lambda m: m[:, :, -1]]
+    on_border = np.zeros(len(truth), dtype=bool)
+    for edge in borders:
+        on_border |= edge(truth).any(axis=1)
+    assert on_border.any()  # the rig takes close-ups in which the object runs off the frame
+    for view in np.flatnonzero(on_border):
+        true_edge = np.concatenate([edge(truth[view : view + 1])[0] for edge in borders])
+        found_edge = np.concatenate([edge(masks[view : view + 1])[0] for edge in borders])
+        assert (found_edge & true_edge).sum() >= 0.6 * true_edge.sum()
+
+
+def test_an_empty_table_photographed_is_object_not_found(tmp_path):
+    capture = table_capture(with_object=False)
+    images = np.ascontiguousarray(capture.rgba[..., :3])
+    ctx = StageContext(tmp_path)
+    points = camera_estimation.triangulate(
+        images,
+        capture.cam_to_world,
+        intrinsics(capture),
+        tmp_path,
+        camera_estimation.params_for("draft"),
+        ctx,
+    )
+    with pytest.raises(CaptureError) as failure:
+        object_masks.find_object(points.points, capture.cam_to_world, PARAMS)
+    assert failure.value.code == "object_not_found"
