@@ -3,10 +3,11 @@
 Reads ``work/mesh/`` (box frame: ``mesh.ply`` and, with a texture preset, the atlas),
 ``work/preprocess/scene.npz`` and every ``work/<stage>/stage.json``; writes ``output/model.glb``,
 ``model.obj`` (+ ``model.mtl`` and ``model.png`` when textured), ``model.ply`` (vertex colours),
-``preview.png`` and ``report.json``. The held-out figures render the mesh into the views the
-preprocess stage kept out of fitting: mask IoU, and PSNR over the union of the rendered and the
-captured silhouettes (both composited on black, the unlit texture or vertex colours against the
-photograph).
+``preview.png`` and ``report.json``. The held-out figures render the textured mesh into the views
+the preprocess stage kept out of every shaping stage (box, hull, fit, texture): mask IoU, and PSNR
+over the union of the rendered and the captured silhouettes (both composited on black, the unlit
+texture against the photograph). The report also gives the texel density (texels per world unit
+of surface length), the mesh's topology and every stage's warnings.
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ def run(ctx: StageContext) -> dict:
     seconds[STAGE] = round(clock.seconds, 3)
     seconds["total"] = round(sum(value for value in seconds.values() if value is not None), 3)
     mesh_record = records.get(MESH_STAGE, {})
+    texels_per_box_unit = mesh_record.get("texels_per_box_unit")
     report = {
         "preset": ctx.preset,
         "device": str(ctx.device),
@@ -191,6 +193,12 @@ def run(ctx: StageContext) -> dict:
         },
         "vertices": len(box_mesh.vertices),
         "texture": None if box_mesh.atlas is None else list(box_mesh.atlas.image.shape[:2]),
+        # texels per unit of length on the surface, in the capture's world units
+        "texel_density": None
+        if texels_per_box_unit is None
+        else texels_per_box_unit / float(np.cbrt(np.linalg.det(scene.box_to_world[:3, :3]))),
+        "topology": {key: mesh_record.get(key) for key in ("watertight", "manifold", "pieces")},
+        "warnings": [warning for record in records.values() for warning in record.get("warnings", [])],
         "views": {
             "total": scene.num_views,
             "training": len(scene.training_views),

@@ -159,11 +159,7 @@ def grid_resolution(scene: Scene, params: HullParams) -> int:
     training view (its centre's depth against the focal length), within the preset's bounds."""
     if params.voxels_per_pixel <= 0:
         return params.resolution
-    views = scene.training_views
-    cameras = scene.cam_to_box[views]
-    depth = np.einsum("ni,ni->n", -cameras[:, :3, 2], -cameras[:, :3, 3])  # the box centre along each axis
-    focal = 0.5 * (scene.intrinsics[views, 0, 0] + scene.intrinsics[views, 1, 1])
-    pixels = float(np.median(2.0 * focal / np.maximum(depth, 1e-9)))  # the box's side is 2 box units
+    pixels = 2.0 * scene.pixels_per_unit()  # the box's side is 2 box units
     wanted = math.ceil(params.voxels_per_pixel * pixels) + 1
     return int(min(params.resolution, max(params.coarse_resolution, wanted)))
 

@@ -1,16 +1,18 @@
-"""Stage `mesh`: the reconstructed signed-distance field to a clean, decimated, coloured triangle mesh.
+"""Stage `mesh`: the reconstructed signed-distance field to one clean, decimated, textured mesh.
 
 Reads ``work/reconstruct/field.npz`` (sdf, color, resolution) and ``work/preprocess/scene.npz``;
 writes to ``work/mesh/``, in BOX coordinates: ``mesh.ply`` (shared vertices, per-vertex colours),
-with a texture preset also ``texture.png`` + ``texture_uv.npy`` (the atlas, ``texture.py``), and
-``stage.json``.
+``texture.png`` + ``texture_uv.npy`` (the atlas, ``texture.py``) and ``stage.json``.
 
-Steps: marching cubes at level 0 (faces wound so normals point away from negative SDF), the largest
-connected component, Taubin smoothing (no shrinkage), faces that no training view sees (centre in
-the image, front-facing, unoccluded) removed, decimation to the preset's face budget, then per-
-vertex colours blended from the best-facing views that see the vertex unoccluded and inside their
-silhouette (the colour grid fills the vertices that no view sees), and the texture atlas when the
-preset asks for one."""
+Steps: marching cubes at level 0 of the field padded with a positive border (faces wound so normals
+point away from negative SDF; the padding closes a surface that reaches the grid's edge), the
+largest connected component, Taubin smoothing (no shrinkage), decimation to the preset's face
+budget (fast-simplification), then MeshFix (pymeshfix) on the result: the largest piece only, holes
+filled, self-intersections and degenerate faces removed, so the mesh is one closed 2-manifold
+(checked with manifold3d, ``quality.integrity``, and recorded). Per-vertex colours are blended from
+the best-facing training views that see the vertex unoccluded and inside their silhouette (the
+colour grid fills the vertices that no view sees); the texture atlas is baked from the same views,
+at a density that follows the images' pixels."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import fast_simplification
 import numpy as np
+import pymeshfix
 import trimesh
 from PIL import Image
 from scipy.ndimage import map_coordinates
@@ -28,10 +31,10 @@ from trimesh.visual.material import SimpleMaterial
 
 from gpu_container.engine import texture
 from gpu_container.engine.context import CaptureError, StageContext, Stopwatch, write_stage_record
+from gpu_container.engine.quality import integrity
 from gpu_container.engine.render import (
     RayCaster,
     SurfaceColors,
-    face_normals,
     texture_lookup,
     vertex_color_lookup,
     vertex_normals,
@@ -52,8 +55,10 @@ FIELD_FILE = "field.npz"
 @dataclass(frozen=True)
 class MeshParams:
     target_faces: int  # decimation budget
-    texture_cell: int  # texels a side per atlas cell (two faces); 0 = vertex colours only
-    min_facing_cos: float = 0.05  # a view sees a face/vertex only when cos(normal, to-camera) exceeds this
+    texture_max_side: int  # texels a side of the atlas at most (the density drops to fit)
+    # Atlas texels per pixel that the box spans in the median training view (per unit length).
+    texels_per_pixel: float = 1.5
+    min_facing_cos: float = 0.05  # a view sees a vertex only when cos(normal, to-camera) exceeds this
     occlusion_tolerance_voxels: float = 0.5  # a ray hit this close to the point (in voxels) is the point
     color_views: int = 3  # number of best-facing views blended into each vertex colour / texel
     color_cos_power: float = 4.0  # weight of a view = cos ** power, favouring views that face the surface
@@ -65,23 +70,20 @@ class MeshParams:
     smoothing_iterations: int = 20
     smoothing_lambda: float = 0.5
     smoothing_nu: float = 0.53
-    texture_max_side: int = 4096  # texels; the atlas cells shrink rather than grow past this
+    texture_padding: int = 2  # texels between the atlas' charts
 
-    def texture_params(self) -> TextureParams:
+    def texture_params(self, scene: Scene) -> TextureParams:
         return TextureParams(
-            cell=self.texture_cell,
             max_side=self.texture_max_side,
-            views_per_face=self.color_views,
-            cos_power=self.color_cos_power,
-            min_facing_cos=self.min_facing_cos,
-            mask_threshold=self.mask_threshold,
+            texels_per_unit=self.texels_per_pixel * scene.pixels_per_unit(),
+            padding=self.texture_padding,
         )
 
 
 _PRESETS = {
-    "draft": MeshParams(target_faces=20_000, texture_cell=0, color_views=2),
-    "standard": MeshParams(target_faces=100_000, texture_cell=8),
-    "high": MeshParams(target_faces=300_000, texture_cell=10, decimation_aggression=5.0),
+    "draft": MeshParams(target_faces=10_000, texture_max_side=512, color_views=2),
+    "standard": MeshParams(target_faces=100_000, texture_max_side=2048),
+    "high": MeshParams(target_faces=300_000, texture_max_side=4096, decimation_aggression=5.0),
 }
 
 
@@ -107,10 +109,12 @@ def extract_surface(sdf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             f"work/reconstruct/{FIELD_FILE}: the signed distance never crosses zero (no surface)",
         )
     spacing = 2.0 / (resolution - 1)
+    # A positive border closes a surface that reaches the grid's edge (the mesh stays watertight).
+    padded = np.pad(sdf, 1, mode="constant", constant_values=max(float(sdf.max()), spacing))
     # skimage's default gradient direction ("descent") winds faces outward for values that grow
     # outward, i.e. an SDF that is negative inside; test_surface_normals_point_outward pins it.
-    vertices, faces, _, _ = marching_cubes(sdf, level=0.0, spacing=(spacing,) * 3)
-    return vertices - 1.0, faces.astype(np.int64)
+    vertices, faces, _, _ = marching_cubes(padded, level=0.0, spacing=(spacing,) * 3)
+    return np.clip(vertices - 1.0 - spacing, -1.0, 1.0), faces.astype(np.int64)
 
 
 def compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -127,31 +131,12 @@ def largest_component(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarr
     return compact(vertices, faces[keep])
 
 
-def seen_faces(
-    vertices: np.ndarray,
-    faces: np.ndarray,
-    scene: Scene,
-    params: MeshParams,
-    tolerance: float,
-    ctx: StageContext | None = None,
-) -> np.ndarray:
-    """(F,) bool: some training view sees the face centre in its image, front-facing and unoccluded."""
-    seen = np.zeros(len(faces), dtype=bool)
-    pending = np.ones(len(faces), dtype=bool)  # faces not yet seen: the only ones worth a ray
-    for sighting in sightings(
-        vertices[faces].mean(axis=1),
-        face_normals(vertices, faces),
-        scene,
-        RayCaster(vertices, faces),
-        params.min_facing_cos,
-        tolerance,
-        point_faces=np.arange(len(faces)),
-        pending=pending,
-        on_view=_view_progress(ctx, 0.2, 0.6, "visibility"),
-    ):
-        seen[sighting.points] = True
-        pending[sighting.points] = False
-    return seen
+def repair(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One closed 2-manifold: MeshFix keeps the largest piece, fills its holes and removes
+    self-intersections and degenerate faces (what decimation may leave)."""
+    fixer = pymeshfix.MeshFix(vertices.astype(np.float64), faces.astype(np.int32))
+    fixer.repair(joincomp=False, remove_smallest_components=True)
+    return np.asarray(fixer.points, dtype=np.float64), np.asarray(fixer.faces, dtype=np.int64)
 
 
 def decimate(
@@ -184,8 +169,9 @@ def view_colors(
     params: MeshParams,
     tolerance: float,
     ctx: StageContext | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-vertex colours ``(V, 3)`` float [0, 1] from the best-facing views, and ``(V,)`` bool seen-by-any.
+) -> tuple[np.ndarray, np.ndarray, TopViews]:
+    """Per-vertex colours ``(V, 3)`` float [0, 1] from the best-facing views, ``(V,)`` bool seen-by-any,
+    and the views kept for each vertex (the texture blends the same ones).
 
     Each training view that sees a vertex (inside the image and its silhouette, front-facing,
     unoccluded) is weighted cos**power; the ``color_views`` heaviest are blended (bilinear samples).
@@ -200,7 +186,7 @@ def view_colors(
         params.min_facing_cos,
         tolerance,
         mask_threshold=params.mask_threshold,
-        on_view=_view_progress(ctx, 0.7, 0.9, "colours"),
+        on_view=_view_progress(ctx, 0.6, 0.8, "colours"),
     ):
         best.offer(sighting.points, sighting.cos**params.color_cos_power, sighting.view)
     color_sum = np.zeros((len(vertices), 3))
@@ -213,7 +199,7 @@ def view_colors(
     colored = weight_sum > 0
     colors = np.zeros((len(vertices), 3))
     colors[colored] = color_sum[colored] / weight_sum[colored, None]
-    return colors, colored
+    return colors, colored, best
 
 
 def _view_progress(ctx: StageContext | None, start: float, end: float, what: str) -> ViewProgress | None:
@@ -248,16 +234,19 @@ class ColoredMesh:
         )
 
     def to_textured_trimesh(self) -> trimesh.Trimesh:
-        """Three vertices per face (each with its own texture coordinate), smooth normals kept."""
+        """Vertices split only where the atlas has a seam (one per vertex and texture coordinate),
+        smooth normals kept."""
         if self.atlas is None:
             raise ValueError("this mesh has no texture atlas")
-        corners = self.faces.reshape(-1)
+        corners = np.column_stack([self.faces.reshape(-1), self.atlas.face_uv.reshape(-1, 2)])
+        unique, inverse = np.unique(corners, axis=0, return_inverse=True)
+        vertex = unique[:, 0].astype(np.int64)
         textured = trimesh.Trimesh(
-            vertices=self.vertices[corners],
-            faces=np.arange(len(corners)).reshape(-1, 3),
-            vertex_normals=vertex_normals(self.vertices, self.faces)[corners],
+            vertices=self.vertices[vertex],
+            faces=inverse.reshape(-1, 3),
+            vertex_normals=vertex_normals(self.vertices, self.faces)[vertex],
             visual=TextureVisuals(
-                uv=self.atlas.face_uv.reshape(-1, 2),
+                uv=unique[:, 1:],
                 material=SimpleMaterial(
                     image=Image.fromarray(self.atlas.image), diffuse=WHITE, ambient=WHITE
                 ),
@@ -320,37 +309,45 @@ def build_mesh(
     """All the mesh steps in order; returns the mesh and the face counts after each step."""
     tolerance = params.occlusion_tolerance_voxels * 2.0 / (sdf.shape[0] - 1)
     vertices, faces = extract_surface(sdf)
-    counts = {"faces_marching_cubes": len(faces)}
+    counts: dict = {"faces_marching_cubes": len(faces)}
     vertices, faces = largest_component(vertices, faces)
     counts["faces_largest_component"] = len(faces)
     vertices = smooth(vertices, faces, params)
-    seen = seen_faces(vertices, faces, scene, params, tolerance, ctx)
-    if not seen.any():
-        raise CaptureError("empty_surface", "no camera sees any face of the reconstructed surface")
-    vertices, faces = compact(vertices, faces[seen])
-    counts["faces_seen"] = len(faces)
     if ctx is not None:
-        ctx.on_progress(0.6, "decimating")
+        ctx.check_stop()
+        ctx.on_progress(0.3, "decimating")
     vertices, faces = decimate(vertices, faces, params.target_faces, params.decimation_aggression)
+    if ctx is not None:
+        ctx.check_stop()
+        ctx.on_progress(0.5, "repairing")
+    vertices, faces = repair(vertices, faces)
+    if not len(faces):
+        raise CaptureError("empty_surface", "nothing of the reconstructed surface survived the repair")
     counts["faces_final"] = len(faces)
     counts["vertices_final"] = len(vertices)
-    colors, colored = view_colors(vertices, faces, scene, params, tolerance, ctx)
+    topology = integrity(trimesh.Trimesh(vertices, faces, process=False))
+    counts.update(watertight=topology.watertight, manifold=topology.manifold, pieces=topology.pieces)
+    colors, colored, best = view_colors(vertices, faces, scene, params, tolerance, ctx)
     if not colored.all():
         colors[~colored] = np.clip(sample_grid(color_grid, vertices[~colored]), 0.0, 1.0)
     counts["vertices_colored_from_grid"] = int((~colored).sum())
     atlas = None
-    if params.texture_cell:
+    if params.texture_max_side > 0:
+        if ctx is not None:
+            ctx.on_progress(0.8, "texture layout")
         atlas = texture.bake(
             vertices,
             faces,
             colors,
+            best,
             scene,
-            params.texture_params(),
-            tolerance,
-            on_view=_view_progress(ctx, 0.9, 0.94, "texture visibility"),
-            on_sample=_view_progress(ctx, 0.94, 0.99, "texture"),
+            params.texture_params(scene),
+            on_sample=_view_progress(ctx, 0.85, 0.99, "texture"),
         )
         counts["texture_side"] = int(atlas.image.shape[0])
+        counts["texture_charts"] = atlas.charts
+        counts["texture_filled_fraction"] = round(atlas.filled_fraction, 4)
+        counts["texels_per_box_unit"] = round(texture.texel_density(atlas, vertices, faces), 2)
     return ColoredMesh(vertices, faces, colors, atlas), counts
 
 

@@ -42,6 +42,15 @@ class Scene:
         keep[self.holdout] = False
         return np.flatnonzero(keep)
 
+    def pixels_per_unit(self) -> float:
+        """Pixels per box unit at the box centre in the median training view: the scale at which the
+        images resolve the object (the hull's grid and the texture's density follow it)."""
+        views = self.training_views
+        cameras = self.cam_to_box[views]
+        depth = np.einsum("ni,ni->n", cameras[:, :3, 2], cameras[:, :3, 3])  # the centre along each axis
+        focal = 0.5 * (self.intrinsics[views, 0, 0] + self.intrinsics[views, 1, 1])
+        return float(np.median(focal / np.maximum(depth, 1e-9)))
+
     def save(self, folder: Path) -> Path:
         path = folder / SCENE_FILE
         np.savez_compressed(

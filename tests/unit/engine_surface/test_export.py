@@ -18,8 +18,8 @@ from .analytic_scenes import color_grid, orbit_eyes, position_colors, render_sce
 RESOLUTION = 40
 WORLD_CENTRE = [10.0, -4.0, 1.5]
 MODELS = {  # preset -> files written besides preview.png and report.json
-    "draft": ["model.glb", "model.obj", "model.ply"],  # vertex colours
-    "standard": ["model.glb", "model.mtl", "model.obj", "model.png", "model.ply"],  # texture atlas
+    "draft": ["model.glb", "model.mtl", "model.obj", "model.png", "model.ply"],  # every preset: an atlas
+    "standard": ["model.glb", "model.mtl", "model.obj", "model.png", "model.ply"],
 }
 
 
@@ -99,26 +99,21 @@ def test_models_reload_in_world_coordinates(exported_job, name):
 
 
 def test_models_keep_their_colors(exported_job):
-    preset, job_dir, _, _ = exported_job
+    _, job_dir, _, _ = exported_job
     box_mesh = trimesh.load(job_dir / "work" / "mesh" / "mesh.ply", process=False)
 
-    for name in ("model.glb", "model.obj"):
+    for name in ("model.glb", "model.obj"):  # every preset is textured
         model = trimesh.load(job_dir / "output" / name, force="mesh", process=False)
-        if preset == "draft":
-            assert model.visual.kind == "vertex"
-            np.testing.assert_array_equal(model.visual.vertex_colors, box_mesh.visual.vertex_colors)
-        else:
-            assert model.visual.kind == "texture"
-            assert texture_image(model).size[0] > 0
-            assert model.visual.uv.shape == (len(model.vertices), 2)
+        assert model.visual.kind == "texture"
+        assert texture_image(model).size[0] > 0
+        assert model.visual.uv.shape == (len(model.vertices), 2)
+        assert len(model.vertices) < 1.3 * len(box_mesh.vertices)  # split only along the charts' seams
     ply = trimesh.load(job_dir / "output" / "model.ply", process=False)
     np.testing.assert_array_equal(ply.visual.vertex_colors, box_mesh.visual.vertex_colors)
 
 
 def test_textured_model_shows_the_photographed_colors(exported_job):
-    preset, job_dir, box_to_world, _ = exported_job
-    if preset == "draft":
-        return  # vertex colours: test_models_keep_their_colors
+    _, job_dir, box_to_world, _ = exported_job
     model = trimesh.load(job_dir / "output" / "model.glb", force="mesh", process=False)
     texture = np.asarray(texture_image(model).convert("RGB"), dtype=np.float64) / 255.0
     height, width = texture.shape[:2]
@@ -160,7 +155,15 @@ def test_report_holds_timings_grids_and_held_out_figures(exported_job):
     assert report["grid"] == {"hull": 24, "reconstruct": RESOLUTION}
     assert report["faces"]["final"] <= report["faces"]["faces_marching_cubes"]
     assert report["views"] == {"total": 12, "training": 10, "held_out": 2}
-    assert (report["texture"] is None) == (preset == "draft")
+    side = report["texture"][0]
+    assert report["texture"] == [side, side]
+    assert side <= mesh_stage.params_for(preset).texture_max_side
+    world_scale = 2.5  # the fixture's box_to_world
+    assert report["texel_density"] == pytest.approx(
+        report["stages"]["mesh"]["texels_per_box_unit"] / world_scale
+    )
+    assert report["topology"] == {"watertight": True, "manifold": True, "pieces": 1}
+    assert report["warnings"] == []
     holdout = report["holdout"]
     assert holdout["views"] == 2
     assert [v["view"] for v in holdout["per_view"]] == ["view_003.png", "view_008.png"]

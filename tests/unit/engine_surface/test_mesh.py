@@ -11,9 +11,10 @@ import trimesh
 
 from gpu_container.engine import mesh as mesh_stage
 from gpu_container.engine.context import StageCancelled, StageContext
+from gpu_container.engine.quality import integrity
 from gpu_container.engine.render import face_normals
 
-from .analytic_scenes import box_sdf, color_grid, orbit_eyes, render_scene, sphere_sdf
+from .analytic_scenes import box_sdf, color_grid, render_scene, sphere_sdf
 
 
 def test_surface_normals_point_outward():
@@ -50,35 +51,22 @@ def test_largest_component_is_kept():
     assert trimesh.Trimesh(kept_vertices, kept_faces).is_watertight
 
 
-def test_faces_below_the_cameras_are_removed(sphere_scene):
-    eyes_above = orbit_eyes(10, min_elevation=25.0, max_elevation=70.0)
-    scene = render_scene(trimesh.creation.box(extents=(1.0, 1.0, 1.0)), np.full((8, 3), 0.5), eyes_above)
-    vertices, faces = mesh_stage.extract_surface(box_sdf(24))
-    params = mesh_stage.params_for("draft")
-
-    seen = mesh_stage.seen_faces(vertices, faces, scene, params, tolerance=0.02)
-
-    normals_z = face_normals(vertices, faces)[:, 2]
-    assert not seen[normals_z < -0.9].any()  # the bottom
-    assert seen[normals_z > 0.9].all()  # the top
-
-
-def test_faces_hidden_under_a_plate_are_removed():
-    plate = trimesh.creation.box(
-        extents=(1.6, 1.6, 0.1), transform=trimesh.transformations.translation_matrix([0, 0, 0.5])
+def test_the_mesh_is_one_watertight_manifold_piece_after_decimation(sphere_scene):
+    # A field with a floater, a surface that runs off the grid's edge and voxel noise: the stage's
+    # mesh is still one closed 2-manifold, with normals at least as consistent as the raw surface's.
+    rng = np.random.default_rng(0)
+    body = sphere_sdf(48, radius=0.6) + rng.normal(0.0, 0.01, (48, 48, 48)).astype(np.float32)
+    floater = sphere_sdf(48, radius=0.12, center=(0.85, 0.85, 0.0))
+    cut = np.minimum(body, floater)
+    cut[:, :, :2] = -0.1  # the object reaches the grid's edge
+    built, counts = mesh_stage.build_mesh(
+        cut, color_grid(48), sphere_scene, replace(mesh_stage.params_for("draft"), target_faces=3_000)
     )
-    cube = trimesh.creation.box(extents=(0.4, 0.4, 0.4))
-    both = trimesh.util.concatenate([plate, cube])
-    eyes_overhead = np.array([[0.0, 0.0, 3.0], [0.2, 0.0, 3.0], [0.0, 0.2, 3.0]])
-    scene = render_scene(both, np.full((len(both.vertices), 3), 0.5), eyes_overhead)
-
-    seen = mesh_stage.seen_faces(
-        both.vertices, both.faces, scene, mesh_stage.params_for("draft"), tolerance=0.01
-    )
-
-    plate_faces = len(plate.faces)
-    assert seen[:plate_faces][face_normals(both.vertices, both.faces)[:plate_faces, 2] > 0.9].all()
-    assert not seen[plate_faces:].any()  # the cube under the plate is occluded from every view
+    topology = integrity(trimesh.Trimesh(built.vertices, built.faces, process=False))
+    assert topology.clean
+    assert (counts["watertight"], counts["manifold"], counts["pieces"]) == (True, True, 1)
+    assert abs(counts["faces_final"] - 3_000) <= 300
+    assert built.atlas is not None  # the draft is textured too
 
 
 def test_decimation_hits_the_target():
@@ -100,9 +88,9 @@ def test_vertex_colors_come_from_the_view_facing_them():
     )
     scene = render_scene(sphere, np.full((len(sphere.vertices), 3), 0.5), 3.0 * axes)
     scene.images[:] = view_colors[:, None, None, :].astype(np.uint8)  # every photo one flat colour
-    params = mesh_stage.MeshParams(target_faces=10_000, texture_cell=0, color_views=1)
+    params = mesh_stage.MeshParams(target_faces=10_000, texture_max_side=0, color_views=1)
 
-    colors, seen = mesh_stage.view_colors(sphere.vertices, sphere.faces, scene, params, tolerance=0.02)
+    colors, seen, _ = mesh_stage.view_colors(sphere.vertices, sphere.faces, scene, params, tolerance=0.02)
 
     normals = sphere.vertices / np.linalg.norm(sphere.vertices, axis=1, keepdims=True)
     for axis, expected in zip(axes, view_colors, strict=True):
@@ -119,7 +107,7 @@ def test_blended_colors_match_the_photographs(sphere_scene):
         sphere_sdf(48),
         color_grid(48),
         sphere_scene,
-        mesh_stage.MeshParams(target_faces=3_000, texture_cell=0),
+        mesh_stage.MeshParams(target_faces=3_000, texture_max_side=0),
     )
 
     expected = np.clip(0.5 + 0.4 * cleaned.vertices, 0.0, 1.0)  # the scene's position colours
@@ -153,10 +141,13 @@ def test_mesh_stage_writes_a_colored_ply_and_its_figures(tmp_path, sphere_scene)
     assert record["stage"] == "mesh"
     assert record["seconds"] > 0
     assert record["resolution"] == 40
-    assert (
-        len(written.faces) == record["faces_final"] <= record["faces_seen"] <= record["faces_marching_cubes"]
-    )
+    assert len(written.faces) == record["faces_final"] <= record["faces_marching_cubes"]
     assert written.visual.kind == "vertex"
+    assert record["watertight"]
+    assert record["manifold"]
+    assert record["pieces"] == 1
+    assert record["texture_side"] <= mesh_stage.params_for("draft").texture_max_side
+    assert record["texels_per_box_unit"] > 0
     assert progress[-1] == 1.0
     assert progress == sorted(progress)
 
@@ -196,7 +187,7 @@ def test_a_rerun_without_texture_drops_the_old_atlas(tmp_path, sphere_scene):
         sphere_sdf(24),
         color_grid(24),
         sphere_scene,
-        mesh_stage.MeshParams(target_faces=2_000, texture_cell=8),
+        mesh_stage.MeshParams(target_faces=2_000, texture_max_side=256),
     )
     textured.save(tmp_path)
     assert mesh_stage.ColoredMesh.load(tmp_path).atlas is not None
@@ -211,7 +202,7 @@ def test_smoothing_removes_roughness_without_shrinking():
     sphere = trimesh.creation.icosphere(subdivisions=4, radius=0.6)
     rng = np.random.default_rng(0)
     noisy = sphere.vertices * rng.uniform(0.98, 1.02, (len(sphere.vertices), 1))
-    params = mesh_stage.MeshParams(target_faces=10_000, texture_cell=0)
+    params = mesh_stage.MeshParams(target_faces=10_000, texture_max_side=0)
 
     smoothed = mesh_stage.smooth(noisy, sphere.faces, params)
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 import trimesh
 from capture_fixtures import capture_truth, make_capture, zip_with
+from PIL import Image
 
 from gpu_container import cli
+from gpu_container.capture import synthetic
 from gpu_container.engine import hull, pipeline, reconstruct
 from gpu_container.engine.context import CaptureError, StageCancelled
+from gpu_container.engine.scene import Scene
 
 STAGES = ["validate", "preprocess", "hull", "reconstruct", "mesh", "export"]
 
@@ -39,7 +44,16 @@ def test_local_command_runs_every_stage_into_the_job_folder(tmp_path, tiny_grids
 
     assert code == cli.EXIT_OK
     assert sorted(path.name for path in (job_dir / "output").iterdir()) == sorted(
-        ["model.glb", "model.obj", "model.ply", "preview.png", "report.json"]
+        [
+            "model.glb",
+            "model.mtl",
+            "model.obj",
+            "model.png",
+            "model.ply",
+            "preview.png",
+            "cameras.json",
+            "report.json",
+        ]
     )
     assert sorted(path.parent.name for path in (job_dir / "work").glob("*/stage.json")) == sorted(STAGES)
     report = json.loads((job_dir / "output" / "report.json").read_text())
@@ -52,6 +66,50 @@ def test_local_command_runs_every_stage_into_the_job_folder(tmp_path, tiny_grids
     extent = float(np.max(truth.extents))
     np.testing.assert_allclose(model.bounds, truth.bounds, atol=0.1 * extent)  # in world coordinates
     assert "faces; outputs in" in capsys.readouterr().out
+
+
+def _scrambled(files: dict[str, bytes], frames: list[int]) -> dict[str, bytes]:
+    """The capture with the given frames replaced by noise under a random silhouette."""
+    changed = dict(files)
+    rng = np.random.default_rng(5)
+    for frame in frames:
+        name = f"images/r_{frame:03d}.png"
+        size = Image.open(io.BytesIO(files[name])).size
+        rgba = rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8)
+        rgba[..., 3] = np.where(rng.random((size[1], size[0])) < 0.3, 255, 0)
+        buffer = io.BytesIO()
+        Image.fromarray(rgba).save(buffer, format="PNG")
+        changed[name] = buffer.getvalue()
+    return changed
+
+
+def test_held_out_views_never_reach_the_shaping_stages(tmp_path, tiny_grids):
+    # The same capture twice, the second with its held-out frames replaced by noise: the box, the
+    # hull, the field, the mesh and its texture are the same; only the held-out figures differ.
+    files = synthetic.capture_files(capture_truth("sphere", views=12, size=48))
+    jobs = []
+    for name, capture_files in (("clean", files), ("scrambled", _scrambled(files, [4]))):
+        job_dir = tmp_path / name
+        pipeline.prepare_job_folder(zip_with(tmp_path, capture_files, name=f"{name}.zip"), job_dir)
+        report = pipeline.run_all(job_dir, preset="draft", device=torch.device("cpu"), seed=0)
+        assert report["views"]["held_out"] == 1
+        jobs.append((job_dir, report))
+    (clean, clean_report), (scrambled, scrambled_report) = jobs
+    assert Scene.load(scrambled / "work" / "preprocess").holdout.tolist() == [4]
+    for stage, name in [("preprocess", "scene.npz"), ("hull", "hull.npz"), ("reconstruct", "field.npz")]:
+        with (
+            np.load(clean / "work" / stage / name) as first,
+            np.load(scrambled / "work" / stage / name) as second,
+        ):
+            for key in first.files:
+                if key not in ("images", "masks"):  # the scene keeps every view's pixels
+                    np.testing.assert_array_equal(first[key], second[key], err_msg=f"{stage}: {key}")
+    for name in ("mesh.ply", "texture.png", "texture_uv.npy"):
+        assert (clean / "work" / "mesh" / name).read_bytes() == (
+            scrambled / "work" / "mesh" / name
+        ).read_bytes()
+    assert clean_report["holdout"]["mask_iou"] > 0.8
+    assert scrambled_report["holdout"]["mask_iou"] < 0.6  # the held-out figures do see the change
 
 
 def fake_stage(name, calls, fail=None):
