@@ -39,7 +39,7 @@ class TextureParams:
     max_side: int  # the atlas never grows past this many texels a side
     texels_per_unit: float  # wanted texels per box unit of surface length
     padding: int = 2  # texels between charts
-    chart_iterations: int = 1  # xatlas chart growing iterations (more: fewer charts, slower)
+    chart_iterations: int = 0  # xatlas chart-growing iterations (1: about 1.8x the time of 0, measured)
 
 
 @dataclass(frozen=True)
