@@ -25,8 +25,9 @@ Writes ``work/hull/hull.npz`` (``occupancy`` (R, R, R) float32 in [0, 1], ``leve
 from __future__ import annotations
 
 import itertools
+import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,13 @@ import torch
 import torch.nn.functional as F
 
 from gpu_container.engine.cameras import project, silhouette_coverage
-from gpu_container.engine.context import CaptureError, StageContext, Stopwatch, write_stage_record
+from gpu_container.engine.context import (
+    STAGE_RECORD,
+    CaptureError,
+    StageContext,
+    Stopwatch,
+    write_stage_record,
+)
 from gpu_container.engine.footprints import footprints, integral_images, rectangle_sums
 from gpu_container.engine.scene import Scene, grid_coordinates
 
@@ -54,6 +61,9 @@ class HullParams:
     # A view that alone carves more than this fraction of what the other views keep is inconsistent
     # (a mask that misses part of the object, a wrong camera) and is left out (0: never).
     inconsistent_view_fraction: float = 0.2
+    # Where the preprocess stage estimated the masks (its record says ``"masks": "estimated"``), this
+    # fraction of the training views may disagree (the k-of-n vote) instead of ``tolerance_views``.
+    estimated_mask_tolerance_fraction: float = 0.1
     erode_pixels: int = 0  # erode every mask by this many pixels before carving
     refine_margin_cells: int = 2  # coarse cells around the level set re-evaluated at the finer level
     samples_per_chunk: int = 1 << 22  # views x points projected at once (~0.5 s a chunk on a CPU)
@@ -286,6 +296,11 @@ def carve(
     return HullResult(volume.cpu().numpy().astype(np.float32), level), report
 
 
+def _masks_estimated(scene_folder: Path) -> bool:
+    record = scene_folder / STAGE_RECORD
+    return record.is_file() and json.loads(record.read_text()).get("masks") == "estimated"
+
+
 def load(job_dir: Path) -> HullResult:
     path = job_dir / "work" / STAGE / HULL_FILE
     with np.load(path) as data:
@@ -300,6 +315,9 @@ def run(ctx: StageContext, params: HullParams | None = None) -> dict:
     if not (scene_folder / "scene.npz").is_file():
         raise CaptureError("missing_scene", f"{scene_folder / 'scene.npz'} not found: run preprocess first")
     scene = Scene.load(scene_folder)
+    if _masks_estimated(scene_folder):
+        tolerance = math.floor(params.estimated_mask_tolerance_fraction * len(scene.training_views))
+        params = replace(params, tolerance_views=max(params.tolerance_views, tolerance))
     ctx.on_progress(0.0, "carving the visual hull")
     result, report = carve(scene, params, ctx.device, ctx)
     inside = result.inside

@@ -108,3 +108,16 @@ def test_hull_stage_writes_occupancy_and_figures(tmp_path, sphere_scene, monkeyp
     stage = json.loads((tmp_path / "work" / "hull" / "stage.json").read_text())
     assert stage["resolution"] == 64 == figures["resolution"]
     assert 0.1 < stage["occupied_fraction"] < 0.3  # sphere of radius 0.7 fills 18 % of the box
+
+
+def test_estimated_masks_get_a_vote_given_masks_a_strict_carve(tmp_path, sphere_scene, monkeypatch) -> None:
+    monkeypatch.setitem(hull.PRESET_PARAMS, "draft", PARAMS)
+    job = write_job(tmp_path, sphere_scene)
+    given = hull.run(
+        StageContext(job_dir=job, preset="draft", device=torch.device("cpu")),
+        replace(PARAMS, tolerance_views=0),
+    )
+    (job / "work" / "preprocess" / "stage.json").write_text(json.dumps({"masks": "estimated"}))
+    estimated = hull.run(StageContext(job_dir=job, preset="draft"), replace(PARAMS, tolerance_views=0))
+    assert given["params"]["tolerance_views"] == 0
+    assert estimated["params"]["tolerance_views"] == int(0.1 * len(sphere_scene.training_views)) > 0
