@@ -65,6 +65,18 @@ def match(request: dict, database: Path) -> None:
         pycolmap.match_sequential(
             database, matching_options=options, pairing_options=pairing, device=pycolmap.Device.cpu
         )
+        # a walk round the object ends where it began: match the last frames with the first too
+        names, overlap = request["names"], request["sequential_overlap"]
+        pairs = [(late, early) for late in names[-overlap:] for early in names[:overlap] if late != early]
+        if pairs:
+            pair_file = database.parent / "loop_pairs.txt"
+            pair_file.write_text("".join(f"{late} {early}\n" for late, early in pairs))
+            pycolmap.match_image_pairs(
+                database,
+                matching_options=options,
+                pairing_options=pycolmap.ImportedPairingOptions(match_list_path=str(pair_file)),
+                device=pycolmap.Device.cpu,
+            )
     else:
         pycolmap.match_exhaustive(database, matching_options=options, device=pycolmap.Device.cpu)
 
