@@ -10,9 +10,12 @@
    projections' convex hull, grown, bounds it and the projections seed it; OpenCV GrabCut splits the
    region on colour (definite background beyond the grown hull only: a silhouette running off the
    image stays open at the border, as a close-up must).
-4. Cross-check: the masks carve a k-of-n visual hull above the plane (``hull.soft_vote``), whose
-   rendering (embree) into every view bounds each mask; the table under the object and stray
-   pixels that other views do not confirm are dropped.
+4. Cross-check: the masks carve a k-of-n visual hull above the plane (``hull.soft_vote``; a fifth
+   of the views may disagree), whose rendering (embree) seeds a second GrabCut; the last hull's
+   rendering, with each view's own outline within a few pixels of it, is the mask: the table under
+   the object and stray pixels that other views do not confirm drop out, a part that a few views
+   miss comes back. Masks are grown by ``final_grow_px``: the hull stage carves strictly, so a
+   pixel too few loses a part while a pixel too many is carved off by photo-consistency later.
 
 Masks returned are (N, H, W) uint8 (255 object) at the images' size. Cameras: OpenGL
 camera-to-world, pinhole intrinsics; a radial term (SIMPLE_RADIAL ``k1``) is applied in the
@@ -63,16 +66,20 @@ class MaskParams:
     grabcut_iterations: int = 4
     seed_radius_px: int = 1  # definite-object disk round each projected point
     carve_resolution: int = 64  # grid points per axis of the cross-check's hull
-    carve_tolerance_fraction: float = 0.1  # views allowed to exclude a hull point (k-of-n)
+    carve_tolerance_fraction: float = 0.2  # views allowed to exclude a hull point (k-of-n)
     carve_margin: float = 0.25  # the carve cube's half side over the object points' half extent
     confirm_grow_px: int = 2  # a mask pixel is kept within this distance of the hull's rendering
     refine_passes: int = 1  # GrabCut again from the hull's rendering (object core, band, background)
     refine_band_px: int = 3  # half width of the uncertain band round the rendering's outline
+    # The final masks are grown by this many pixels: the hull stage carves strictly, so a pixel of the
+    # object a mask misses is lost from every view, while a pixel too many is carved off later by
+    # photo-consistency (reconstruct).
+    final_grow_px: int = 1
     seed: int = 0
 
 
 PRESET_PARAMS = {
-    "draft": MaskParams(grabcut_iterations=3, carve_resolution=48),
+    "draft": MaskParams(grabcut_iterations=3, carve_resolution=48, final_grow_px=0),  # 128² masks
     "standard": MaskParams(),
     "high": MaskParams(carve_resolution=96),
 }
@@ -445,7 +452,7 @@ def estimate_masks(
                 total = max(int(masks.sum()), 1)
                 figures["cross_check_kept_fraction"] = float((masks & near).sum() / total)
                 figures["cross_check_added_fraction"] = float((consistent & ~masks).sum() / total)
-                masks = consistent
+                masks = np.stack([_grown(view, params.final_grow_px) for view in consistent])
                 break
             masks = np.stack(
                 [grabcut_refined(image, view, params) for image, view in zip(images, rendered, strict=True)]
