@@ -119,15 +119,16 @@ def sweep_costs(
     dirs: torch.Tensor,
     start: torch.Tensor,
     step: torch.Tensor,
-    settings: CarveSettings,
+    candidates: int,
+    patch_pixels: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Candidate distances (M, D), ``step`` (M,) apart from ``start`` (M,) inwards, and their
-    photo-consistency costs (M, D)."""
-    steps = torch.arange(settings.depth_candidates, device=origins.device, dtype=origins.dtype)
+    """``candidates`` distances (M, D), ``step`` (M,) apart from ``start`` (M,) inwards, and their
+    photo-consistency costs (M, D) (3 x 3 patches ``patch_pixels`` reference pixels apart)."""
+    steps = torch.arange(candidates, device=origins.device, dtype=origins.dtype)
     t = start[:, None] + steps * step[:, None]  # (M, D)
     centres = origins[:, None] + t[..., None] * dirs[:, None]  # (M, D, 3)
     # A 3 x 3 patch parallel to the reference image, patch_pixels pixel footprints apart.
-    spread = t / views.focal[ray_view][:, None] * settings.patch_pixels  # (M, D)
+    spread = t / views.focal[ray_view][:, None] * patch_pixels  # (M, D)
     all_views = torch.cat([ray_view[:, None], views.neighbours[ray_view]], dim=1)  # (M, K + 1)
     colours, inside = views.patch_colours(
         centres, spread, views.right[ray_view], views.up[ray_view], all_views
@@ -163,7 +164,9 @@ def photo_findings(
     """
     span = (far - surface).clamp(max=settings.depth, min=0.0)
     step = span / max(settings.depth_candidates - 1, 1)
-    t, cost = sweep_costs(views, ray_view, origins, dirs, surface, step, settings)
+    t, cost = sweep_costs(
+        views, ray_view, origins, dirs, surface, step, settings.depth_candidates, settings.patch_pixels
+    )
     points = origins[:, None] + t[..., None] * dirs[:, None]  # (M, D, 3)
     outside = ~inside_hull(points.reshape(-1, 3)).reshape(t.shape)  # candidates off the hull: no surface
     cost = torch.where(outside, torch.full_like(cost, float("inf")), cost)
