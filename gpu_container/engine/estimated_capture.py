@@ -228,6 +228,11 @@ def complete(ctx: StageContext, manifest: dict, workers: int = 4) -> Completion:
         "object": found.figures,
         "object_masks": mask_figures,
         "dropped_views": [entry["file"] for entry in dropped],
+        # the plane the object stands on, in the result's frame (normal . x + offset = 0, normal up):
+        # nothing of the object lies below it, though no silhouette seen from above can show that
+        "support_plane": None
+        if found.plane is None
+        else {"normal": found.plane.normal.tolist(), "offset": float(found.plane.offset)},
     }
     return Completion(
         manifest={**manifest, "frames": new_frames},
@@ -271,6 +276,7 @@ def write_cameras(folder: Path, manifest: dict, holdout: np.ndarray, completion:
         "frame": completion.frame if completion else "capture",
         "cameras": completion.cameras if completion else "given",
         "masks": (completion.figures["masks"] if completion else "given"),
+        "support_plane": completion.figures["support_plane"] if completion else None,
         "camera_model": "OPENCV" if any("k1" in frame for frame in frames) else "PINHOLE",
         "frames": frames,
     }
