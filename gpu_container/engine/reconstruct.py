@@ -378,6 +378,7 @@ class Fitting:
         self.carved_voxels: list[int] = []  # per carving pass, for the stage figures
         self.fused_rays: list[int] = []  # per fusion pass: rays that found a depth
         self.fused_flips: list[int] = []  # per fusion pass: grid samples whose sign changed
+        self.seconds = {"carve": 0.0, "fuse": 0.0}  # wall seconds spent in each kind of pass
         self.probes = torch.zeros(0, 3, device=device)  # regulariser probe points for the next step
         # The hull's signed distance at its own resolution (to_zyx layout): the shape starts as it and
         # never leaves it (the hull contains the object).
@@ -587,10 +588,14 @@ def fit(
                 model.field[0] = torch.maximum(model.field[0], fitting.hull_sdf_at(resolution)[0])
         bounds = Bounds(fitting.hull_inside, params.bounds_margin_voxels * model.voxel, device)
         fitting.probes = fitting.probes[:0]  # probes are spaced for one level's voxels
+        started = time.perf_counter()
         for depth in params.carve_sweeps_at(level_index):
             fitting.carved_voxels.append(fitting.carve(model, bounds, depth, clock))
+        fitting.seconds["carve"] += time.perf_counter() - started
+        started = time.perf_counter()
         for back_voxels in params.fuse_sweeps_at(level_index):
             fitting.fused_flips.append(fitting.fuse(model, bounds, back_voxels, clock))
+        fitting.seconds["fuse"] += time.perf_counter() - started
         fit_sdf = level_index < params.geometry_levels
         for step in range(iterations):
             clock.tick(f"fitting {resolution}^3, step {done}/{total}")
@@ -609,6 +614,8 @@ def fit(
         "carved_voxels": fitting.carved_voxels,
         "fused_rays": fitting.fused_rays,
         "fused_sign_changes": fitting.fused_flips,
+        "carve_seconds": round(fitting.seconds["carve"], 3),
+        "fuse_seconds": round(fitting.seconds["fuse"], 3),
     }
 
 

@@ -79,6 +79,7 @@ def test_reconstruct_beats_the_hull_on_a_concave_object(pocket_job) -> None:
     assert figures["carved_voxels"][0] > 0
     assert len(figures["fused_rays"]) == 2  # the default passes at the finest level
     assert min(figures["fused_rays"]) > 100
+    assert figures["fuse_seconds"] > 0.0
     assert figures["holdout_mask_iou"] > 0.85
     stage = json.loads((pocket_job / "work" / "reconstruct" / "stage.json").read_text())
     assert stage["resolution"] == 48 == field.resolution
