@@ -249,7 +249,7 @@ def _camera_entry(frame: dict, status: str) -> dict:
     entry = {
         "file_path": frame["file"],
         "transform_matrix": frame["transform_matrix"],
-        **{key: frame[key] for key in ("fl_x", "fl_y", "cx", "cy", "w", "h")},
+        **{key: frame.get(key) for key in ("fl_x", "fl_y", "cx", "cy", "w", "h")},
         "status": status,
     }
     entry.update(frame.get("distortion") or {})
