@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from reconflow.cli import ExitCode
 from reconflow.cli import main as reconflow_main
 from reconflow.client import ApiError, ReconFlowClient
 from reconflow.local.probe import JobObserver, wait_until
@@ -173,10 +174,11 @@ def test_status_and_list_show_the_callers_jobs(
     monkeypatch.setenv("RECONFLOW_API_URL", stack.api_url)
     job_id = jobs["bad"].job_id
     jobs["bad"].wait(60)
-    assert reconflow_main(["status", job_id]) == 0
+    assert reconflow_main(["status", job_id]) == ExitCode.JOB_FAILED
     assert "FAILED" in capsys.readouterr().out
     assert reconflow_main(["list"]) == 0
-    assert job_id[:8] in capsys.readouterr().out
+    listed = {line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert job_id in listed
     other = ReconFlowClient(api_url=stack.api_url, dev_identity="someone-else")
     with pytest.raises(ApiError) as hidden:
         other.get_job(job_id)
