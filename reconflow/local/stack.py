@@ -25,7 +25,7 @@ from typing import Any
 
 import requests
 
-from reconflow.local import deploy, engine_profile, moto_batch, template
+from reconflow.local import deploy, engine_profile, moto_batch, s3_post_policy, template
 from reconflow.local.executor import ExecutorSettings, ProcessExecutor
 from reconflow.local.http_api import HttpApiGateway, Identity, Route
 from reconflow.local.lambdas import LambdaRuntime
@@ -335,6 +335,7 @@ class LocalStack:
             self._saved_env.setdefault("AWS_PROFILE", os.environ.pop("AWS_PROFILE", None))
             self._start_moto()
             self._exits.enter_context(self.runtime.patch_moto())
+            self._exits.enter_context(s3_post_policy.enforced())  # S3 refuses what the form's policy forbids
             self.work_dir = work_dir = settings.work_dir or Path(
                 self._exits.enter_context(tempfile.TemporaryDirectory(prefix="reconflow-local-"))
             )

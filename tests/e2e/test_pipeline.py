@@ -183,3 +183,18 @@ def test_status_and_list_show_the_callers_jobs(
     with pytest.raises(ApiError) as hidden:
         other.get_job(job_id)
     assert hidden.value.status == 404
+
+
+def test_a_zero_byte_upload_is_refused_as_s3_refuses_it(
+    stack: LocalStack, client: ReconFlowClient, tmp_path: Path
+) -> None:
+    created = client.create_job(preset="draft", name="empty")
+    empty = tmp_path / "empty.zip"
+    empty.write_bytes(b"")
+    with pytest.raises(ApiError) as refused:
+        client.upload(created["upload"], empty)
+    assert refused.value.status == 400
+    assert "EntityTooSmall" in refused.value.message
+    time.sleep(2)  # an accepted upload would have queued the job by now
+    assert client.get_job(created["job_id"])["status"] == "CREATED"
+    assert _objects_under(stack, f"jobs/{created['job_id']}/") == []
