@@ -107,7 +107,7 @@ def check_post_policy(
         if name not in conditioned and name not in UNCONDITIONED_FIELDS and not name.startswith("x-ignore-")
     )
     if extra:
-        return _denied(f'Extra input fields: {", ".join(extra)}')
+        return _denied(f"Extra input fields: {', '.join(extra)}")
     if size_range is not None:
         low, high = size_range
         if size < low:

@@ -25,6 +25,7 @@ from typing import Any
 
 import requests
 
+from reconflow import openapi
 from reconflow.local import deploy, engine_profile, moto_batch, s3_post_policy, template
 from reconflow.local.executor import ExecutorSettings, ProcessExecutor
 from reconflow.local.http_api import HttpApiGateway, Identity, Route
@@ -371,13 +372,20 @@ class LocalStack:
             for schedule in self.schedules:
                 schedule.start()
             routes, targets = self._http_routes()
+            document = Route("GET", openapi.SERVED_PATH)  # the API's OpenAPI document, beside it
 
             def invoke_api(event: dict[str, Any]) -> Any:
+                if event["routeKey"] == document.route_key:
+                    return openapi.document_answer(self.api_url)
                 function = targets[event["routeKey"]]
                 return self.runtime.invoke(function.handler, event, function.name)
 
             self.gateway = HttpApiGateway(
-                routes, invoke_api, Identity(default_sub=settings.dev_sub), settings.host, settings.api_port
+                [*routes, document],
+                invoke_api,
+                Identity(default_sub=settings.dev_sub),
+                settings.host,
+                settings.api_port,
             )
             self.gateway.start()
         except BaseException:

@@ -84,6 +84,7 @@ def test_resources_come_from_the_template(stack: LocalStack) -> None:
         "GET /jobs/{job_id}",
         "POST /jobs/{job_id}/cancel",
         "POST /jobs/{job_id}/cancel/confirm",
+        "GET /openapi.json",  # the API's document, served beside its routes
     }
 
 
