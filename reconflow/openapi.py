@@ -109,13 +109,15 @@ def schemas(settings: Settings) -> dict[str, Any]:
                     "anyOf": [{"type": "string", "enum": list(PRESETS)}, {"type": "null"}],
                     "default": DEFAULT_PRESET,
                 },
-                "name": {
-                    "type": "string",
-                    "minLength": 1,
-                    "maxLength": MAX_NAME_LENGTH,
-                    "pattern": r"\S",
-                    "description": "printable characters, not only spaces",
-                },
+                "name": _nullable(
+                    {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": MAX_NAME_LENGTH,
+                        "pattern": r"\S",
+                        "description": "printable characters, not only spaces",
+                    }
+                ),
             },
         },
         "Upload": {

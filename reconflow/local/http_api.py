@@ -269,9 +269,15 @@ class HttpApiGateway:
                         self.send_header(name, value)
                 self.send_header("content-length", str(len(response.body)))
                 self.end_headers()
-                self.wfile.write(response.body)
+                if self.command != "HEAD":  # a HEAD answer has the headers of the GET one, no body
+                    self.wfile.write(response.body)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _serve  # noqa: N815
+            def __getattr__(self, name: str) -> Any:
+                """``do_<METHOD>`` for any method: every request reaches the routes, as in API
+                Gateway, so one that no route takes gets its 404, never http.server's 501 page."""
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet by default
                 return
