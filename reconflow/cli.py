@@ -73,6 +73,10 @@ exit codes:
 """
 
 
+def _size(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
+
+
 def exit_code_of(job: dict[str, Any]) -> ExitCode:
     """0 for a job that succeeded or still runs, 1 FAILED, 3 CANCELLED."""
     return EXIT_BY_STATUS.get(str(job.get("status")), ExitCode.OK)
@@ -101,7 +105,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     client = _client(args)
     # submit() checks the file before it creates the job: a bad file leaves no job behind.
     job_id = client.submit(capture, preset=args.preset, name=args.name)
-    console.print(f"submitted job [bold]{job_id}[/bold] ({capture.stat().st_size / 1e6:.1f} MB uploaded)")
+    console.print(f"submitted job [bold]{job_id}[/bold] ({_size(capture.stat().st_size)} uploaded)")
     if not args.watch:
         return ExitCode.OK
     job = watch_job(client, job_id, console)
@@ -199,7 +203,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             capture = make_sample_capture(
                 Path(scratch) / "sample_capture.zip", ["--views", str(args.views), "--size", str(args.size)]
             )
-            console.print(f"sample capture: {capture.stat().st_size / 1e6:.1f} MB")
+            console.print(f"sample capture: {_size(capture.stat().st_size)}")
             job_id = client.submit(capture, preset=args.preset, name="demo")
         console.print(f"submitted job [bold]{job_id}[/bold] (preset {args.preset})")
         job = watch_job(client, job_id, console)
