@@ -1,43 +1,54 @@
 // Words for what the API answers in codes: job errors, statuses, times, sizes.
 import { STAGE_COUNT, TERMINAL_STATUSES } from "./api.js";
 
-// error.code of a failed job (the capture rules, the stage runner, the upload handler) in words.
+// error.code of a failed job (the capture rules, the stage runner, the upload handler) and of
+// refused requests, in words. The API's message says what exactly (the file, the field); these
+// words say what kind of failure it is, and stand alone when there is no message.
+const CAPTURE_CODES = new Set([
+  "not_a_zip",
+  "zip_slip",
+  "zip_bomb",
+  "missing_transforms",
+  "malformed_transforms",
+  "missing_image",
+  "corrupt_image",
+  "image_size_mismatch",
+  "image_too_large",
+  "bad_camera_matrix",
+  "bad_intrinsics",
+  "too_few_views",
+  "missing_mask",
+]);
+const ERROR_LEADS = {
+  upload_too_large: "The upload was refused:",
+  upload_expired: "No capture arrived:",
+  stage_failed: "A processing stage crashed:",
+  network_error: "The service could not be reached:",
+  state_conflict: "Not possible any more:",
+  cancel_conflict: "The cancel could not be confirmed:",
+  job_not_found: "No such job:",
+  invalid_job_id: "That is not a job id:",
+  invalid_request: "The request was refused:",
+  unauthenticated: "You are not signed in:",
+};
 const ERROR_WORDS = {
-  not_a_zip: "The file is not a zip archive.",
-  zip_slip: "The archive holds a path that leaves its folder.",
-  zip_bomb: "The archive expands to far more than it holds.",
-  missing_transforms: "The archive has no transforms.json.",
-  malformed_transforms: "transforms.json could not be read.",
-  missing_image: "An image named in transforms.json is not in the archive.",
-  corrupt_image: "An image could not be decoded.",
-  image_size_mismatch: "The images are not all of one size.",
-  image_too_large: "An image is larger than the service accepts.",
-  bad_camera_matrix: "A camera matrix is not a rigid 4×4 transform.",
-  bad_intrinsics: "The camera intrinsics are missing or invalid.",
-  too_few_views: "The capture has too few views.",
-  missing_mask: "An image has neither an alpha channel nor a mask.",
-  upload_too_large: "The uploaded file is larger than the service accepts.",
+  job_not_found: "There is no such job (or it is not yours).",
   upload_expired: "No capture was uploaded in time.",
   stage_failed: "A processing stage crashed.",
-  network_error: "The service could not be reached.",
-  state_conflict: "The job's state does not allow that any more.",
-  cancel_conflict: "The cancel request expired or was replaced.",
-  job_not_found: "There is no such job (or it is not yours).",
-  invalid_job_id: "That is not a job id.",
-  invalid_request: "The request was refused.",
-  unauthenticated: "You are not signed in.",
 };
 
 export function errorInWords(error) {
   if (!error) return "";
-  const words = ERROR_WORDS[error.code] || "The job failed.";
-  return error.message ? `${words} ${capitalise(error.message)}` : words;
+  const lead = CAPTURE_CODES.has(error.code) ? "The capture was refused:" : ERROR_LEADS[error.code];
+  if (!error.message) return ERROR_WORDS[error.code] || (lead ? lead.replace(/:$/, ".") : "The job failed.");
+  return lead ? `${lead} ${sentence(error.message, false)}` : sentence(error.message, true);
 }
 
-function capitalise(text) {
+function sentence(text, capitalise) {
   const trimmed = String(text).trim();
-  const sentence = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
-  return /[.!?]$/.test(sentence) ? sentence : `${sentence}.`;
+  const start = capitalise ? trimmed.charAt(0).toUpperCase() : trimmed.charAt(0);
+  const whole = start + trimmed.slice(1);
+  return /[.!?]$/.test(whole) ? whole : `${whole}.`;
 }
 
 const STATUS_WORDS = {

@@ -6,6 +6,11 @@ import { GLTFLoader } from "three/examples/jsm/loaders/GLTFLoader.js";
 import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
 
 export const BACKGROUND = 0xe8ecf1;
+// Captures in the NeRF / instant-ngp convention (Blender scenes, this project's sample) have the
+// world's +Z up; the model comes back in that frame.
+const WORLD_UP = new THREE.Vector3(0, 0, 1);
+// Where the camera starts, seen from the model's centre: in front, to the side, above.
+const VIEW_DIRECTION = new THREE.Vector3(0.6, -0.9, 0.9).normalize();
 const TURN_STEP_RAD = Math.PI / 18;
 const ZOOM_STEP = 1.15;
 const FIELD_OF_VIEW_DEG = 40;
@@ -24,11 +29,14 @@ export class ModelViewer {
 
     this.scene = new THREE.Scene();
     this.scene.background = new THREE.Color(BACKGROUND);
-    this.scene.add(new THREE.HemisphereLight(0xffffff, 0x606070, 2.2));
+    const sky = new THREE.HemisphereLight(0xffffff, 0x606070, 2.2);
+    sky.position.copy(WORLD_UP);
+    this.scene.add(sky);
     const sun = new THREE.DirectionalLight(0xffffff, 1.6);
-    sun.position.set(1, 2, 1.5);
+    sun.position.set(1, -1.5, 2);
     this.scene.add(sun);
     this.camera = new THREE.PerspectiveCamera(FIELD_OF_VIEW_DEG, 1, 0.001, 1000);
+    this.camera.up.copy(WORLD_UP); // before OrbitControls, which orbits about camera.up
     this.controls = new OrbitControls(this.camera, canvas);
     this.controls.addEventListener("change", () => this.render());
     canvas.addEventListener("keydown", (event) => this.onKey(event));
@@ -51,6 +59,8 @@ export class ModelViewer {
     let textured = false;
     this.model.traverse((node) => {
       if (!node.isMesh) return;
+      // The mesh stage removes faces no camera saw: show the far side through such holes.
+      node.material.side = THREE.DoubleSide;
       const index = node.geometry.index;
       triangles += (index ? index.count : node.geometry.attributes.position.count) / 3;
       textured ||= Boolean(node.material?.map);
@@ -67,7 +77,7 @@ export class ModelViewer {
     const distance = radius / Math.sin(THREE.MathUtils.degToRad(FIELD_OF_VIEW_DEG / 2));
     this.camera.near = distance / 100;
     this.camera.far = distance * 100;
-    this.camera.position.copy(centre).add(new THREE.Vector3(0.6, 0.5, 0.9).normalize().multiplyScalar(distance));
+    this.camera.position.copy(centre).addScaledVector(VIEW_DIRECTION, distance);
     this.camera.updateProjectionMatrix();
     this.controls.target.copy(centre);
     this.controls.update();

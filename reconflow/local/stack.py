@@ -26,7 +26,15 @@ from typing import Any
 import requests
 
 from reconflow import openapi
-from reconflow.local import console_server, deploy, engine_profile, moto_batch, s3_post_policy, template
+from reconflow.local import (
+    console_server,
+    deploy,
+    engine_profile,
+    moto_batch,
+    s3_cors,
+    s3_post_policy,
+    template,
+)
 from reconflow.local.executor import ExecutorSettings, ProcessExecutor
 from reconflow.local.http_api import HttpApiGateway, Identity, Route
 from reconflow.local.lambdas import LambdaRuntime
@@ -370,6 +378,7 @@ class LocalStack:
             self._start_moto()
             self._exits.enter_context(self.runtime.patch_moto())
             self._exits.enter_context(s3_post_policy.enforced())  # S3 refuses what the form's policy forbids
+            self._exits.enter_context(s3_cors.applied())  # ... and its answers carry the bucket's CORS
             self.work_dir = work_dir = settings.work_dir or Path(
                 self._exits.enter_context(tempfile.TemporaryDirectory(prefix="reconflow-local-"))
             )

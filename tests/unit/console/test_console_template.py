@@ -96,7 +96,7 @@ def test_local_security_headers_are_the_policy_with_local_endpoints(sam) -> None
     directives = {part.split()[0]: part.split()[1:] for part in csp.split(";") if part.strip()}
     assert directives["default-src"] == ["'self'"]
     assert directives["script-src"] == ["'self'"]
-    assert directives["connect-src"] == ["'self'", "http://127.0.0.1:1000", "http://127.0.0.1:2000"]
+    assert directives["connect-src"] == ["'self'", "blob:", "http://127.0.0.1:1000", "http://127.0.0.1:2000"]
     assert "http://127.0.0.1:2000" in directives["img-src"]
     assert directives["frame-ancestors"] == ["'none'"]
     assert headers["x-content-type-options"] == "nosniff"
