@@ -1,5 +1,5 @@
 // The console's settings come from /config.json beside index.html: the local stack writes it when
-// it serves the console, and scripts/publish_console.py writes it to the console bucket on AWS.
+// it serves the console, and python -m reconflow.console_publish writes it to the console bucket on AWS.
 //
 // {
 //   "apiUrl": "https://abc123.execute-api.eu-west-1.amazonaws.com",
