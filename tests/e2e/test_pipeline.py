@@ -75,7 +75,7 @@ def cancelling(stack: LocalStack, jobs: dict[str, JobObserver]) -> CancelDuringR
 
 def _objects_under(stack: LocalStack, prefix: str) -> list[str]:
     s3 = stack.client("s3")
-    bucket = stack.physical_of_type("AWS::S3::Bucket")
+    bucket = stack.resource("DataBucket")  # the console has a bucket of its own
     listing = s3.list_object_versions(Bucket=bucket, Prefix=prefix)
     return [item["Key"] for item in listing.get("Versions", []) + listing.get("DeleteMarkers", [])]
 
