@@ -12,7 +12,7 @@ from cli_helpers import JOB_ID, ScriptedApi, job
 from rich.console import Console
 
 from reconflow.cli import ExitCode, main
-from reconflow.watch import BarReporter, JobView, LineReporter, Shown, WatchSettings, watch_job
+from reconflow.watch import BarReporter, JobView, LineReporter, Shown, WatchSettings, reporter_for, watch_job
 
 URL = "http://api.example.test"
 
@@ -156,3 +156,9 @@ def test_submit_watch_piped_prints_lines_as_the_job_moves(
         "FAILED",
     ]
     assert "stage_failed: hull: boom" in out
+
+
+def test_a_terminal_gets_the_bar_and_anything_else_gets_lines() -> None:
+    settings = WatchSettings()
+    assert isinstance(reporter_for(Console(file=io.StringIO(), force_terminal=True), settings), BarReporter)
+    assert isinstance(reporter_for(Console(file=io.StringIO()), settings), LineReporter)
