@@ -27,8 +27,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from jobstate.jobs import CANCELLED, FAILED, SUCCEEDED
 from jobstate.stages import DEFAULT_PRESET, PRESETS
+from jobstate.statuses import CANCELLED, FAILED, SUCCEEDED
 from reconflow.client import API_URL_ENV, TOKEN_ENV, ApiError, CaptureError, ReconFlowClient
 from reconflow.watch import watch_job
 

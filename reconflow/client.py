@@ -16,11 +16,13 @@ from typing import Any
 
 import requests
 
+from jobstate.statuses import TERMINAL
+
 API_URL_ENV = "RECONFLOW_API_URL"
 TOKEN_ENV = "RECONFLOW_TOKEN"
 # Local stack only: act as another caller (the stack's dev authorizer reads this header).
 DEV_IDENTITY_HEADER = "X-Reconflow-Dev-Sub"
-TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+TERMINAL_STATUSES = TERMINAL  # a job in one of these never changes again
 
 
 @dataclass(frozen=True)

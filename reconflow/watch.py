@@ -26,8 +26,8 @@ from rich.progress import (
 from rich.table import Column
 from rich.text import Text
 
-from jobstate.jobs import CANCELLED, CANCELLING, CREATED, FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL
 from jobstate.stages import STAGES
+from jobstate.statuses import CANCELLED, CANCELLING, CREATED, FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL
 from reconflow.client import ReconFlowClient
 
 # Where a status sits in a job's life; the three terminal ones are equally far.
