@@ -1,6 +1,10 @@
 // Polling that keeps to the API's budget: one request at a time, each started at least
 // intervalMs after the previous one started, none while the tab is hidden, none after stop().
 
+// Timers fire a little early or late and a request starts a moment after its tick: starts are
+// spaced this much more than the interval so that, as the API sees them, they never come closer.
+const SPACING_MARGIN_MS = 25;
+
 export class Poller {
   /**
    * request(): a promise; onResult(value) returns false to stop polling (a terminal job);
@@ -42,7 +46,7 @@ export class Poller {
   schedule() {
     if (!this.running || this.inFlight || document.hidden) return;
     clearTimeout(this.timer);
-    const wait = Math.max(0, this.lastStart + this.intervalMs - performance.now());
+    const wait = Math.max(0, this.lastStart + this.intervalMs + SPACING_MARGIN_MS - performance.now());
     this.timer = setTimeout(() => this.tick(), wait);
   }
 

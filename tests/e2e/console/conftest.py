@@ -15,23 +15,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
+from reconflow.local.browser import VIEWPORT, BrowserMissing, launch
 from reconflow.local.console_server import CONSOLE_DIST
 from reconflow.local.stack import LocalStack, StackSettings
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Headless Debian Chromium as root in a container, WebGL through SwiftShader (no GPU here).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-VIEWPORT = {"width": 1280, "height": 860}
 SCREENSHOTS_ENV = "RECONFLOW_SCREENSHOTS_DIR"
 # A person reads the dialog before confirming: a realistic window, not the e2e module's 2 s.
 CANCEL_CONFIRM_WINDOW_S = 600
@@ -47,9 +34,10 @@ def playwright() -> Iterator[Playwright]:
 
 @pytest.fixture(scope="session")
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium package")
-    launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    try:
+        launched = launch(playwright)
+    except BrowserMissing as missing:
+        pytest.fail(str(missing))
     yield launched
     launched.close()
 
