@@ -218,12 +218,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_local_stack(args: argparse.Namespace) -> int:
+    from reconflow import openapi
     from reconflow.local.stack import LocalStack, StackSettings
 
     settings = StackSettings.from_env(api_port=args.port)
     with LocalStack(settings) as stack:
         console.print(f"ReconFlow local stack: API [bold]{stack.api_url}[/bold]  (moto at {stack.moto_url})")
         console.print(f"  export RECONFLOW_API_URL={stack.api_url}")
+        console.print(f"  OpenAPI document: {stack.api_url}{openapi.SERVED_PATH}", soft_wrap=True)
         console.print("Ctrl-C to stop")
         try:
             while True:
