@@ -3,7 +3,7 @@
 
 // Timers fire a little early or late and a request starts a moment after its tick: starts are
 // spaced this much more than the interval so that, as the API sees them, they never come closer.
-const SPACING_MARGIN_MS = 25;
+const SPACING_MARGIN_MS = 50;
 
 export class Poller {
   /**

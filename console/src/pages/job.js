@@ -46,6 +46,7 @@ export function jobPage({ config, jobId }) {
   let viewer = null;
   let resultShown = false;
   let cancelRequest = null;
+  let confirming = false; // the dialog closes because the cancel was confirmed
 
   const heading = h("h1", { text: "Job" });
   const facts = h("dl", { class: "facts" });
@@ -206,6 +207,7 @@ export function jobPage({ config, jobId }) {
         "Its work stops within seconds and everything stored for it is deleted: the uploaded capture, " +
         "every stage's intermediate results and any outputs. This cannot be undone.";
       dialogExpiry.textContent = `This cancel request holds until ${until.toLocaleString()}; confirm before then.`;
+      confirming = false;
       dialog.showModal();
       keepButton.focus();
     } catch (error) {
@@ -214,12 +216,15 @@ export function jobPage({ config, jobId }) {
       cancelButton.disabled = false;
     }
   });
-  keepButton.addEventListener("click", () => {
-    dialog.close();
+  // "Keep the job" and Escape both close the dialog without confirming: the job is kept.
+  keepButton.addEventListener("click", () => dialog.close());
+  dialog.addEventListener("close", () => {
+    if (confirming) return;
     showNotice("Not cancelled. The request expires by itself.");
     cancelButton.focus();
   });
   confirmButton.addEventListener("click", async () => {
+    confirming = true;
     confirmButton.disabled = true;
     try {
       const answer = await confirmCancel(jobId, cancelRequest.token);
