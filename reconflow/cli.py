@@ -198,6 +198,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out_dir = Path(args.out).resolve()
     with LocalStack(StackSettings.from_env()) as stack:
         console.print(f"local stack up: API {stack.api_url}")
+        console.print(f"web console: {stack.console_url} (open it to watch the job)", soft_wrap=True)
         client = ReconFlowClient(api_url=stack.api_url)
         with tempfile.TemporaryDirectory(prefix="reconflow-demo-") as scratch:
             capture = make_sample_capture(
@@ -226,6 +227,7 @@ def cmd_local_stack(args: argparse.Namespace) -> int:
         console.print(f"ReconFlow local stack: API [bold]{stack.api_url}[/bold]  (moto at {stack.moto_url})")
         console.print(f"  export RECONFLOW_API_URL={stack.api_url}")
         console.print(f"  OpenAPI document: {stack.api_url}{openapi.SERVED_PATH}", soft_wrap=True)
+        console.print(f"  web console: {stack.console_url}", soft_wrap=True)
         console.print("Ctrl-C to stop")
         try:
             while True:
