@@ -8,6 +8,7 @@ the same against the deployed API (Bearer token) and the local stack (no token, 
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,13 @@ from typing import Any
 
 import requests
 
+from jobstate.statuses import TERMINAL
+
 API_URL_ENV = "RECONFLOW_API_URL"
 TOKEN_ENV = "RECONFLOW_TOKEN"
 # Local stack only: act as another caller (the stack's dev authorizer reads this header).
 DEV_IDENTITY_HEADER = "X-Reconflow-Dev-Sub"
-TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+TERMINAL_STATUSES = TERMINAL  # a job in one of these never changes again
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,36 @@ class ClientSettings:
     transfer_timeout_s: float = 600.0
     # Bytes per chunk when streaming a download to disk.
     download_chunk_bytes: int = 1 << 20
+
+
+class CaptureError(ValueError):
+    """The capture cannot be sent as it is (checked before any job is created); ``code`` says why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def check_capture(capture: Path) -> int:
+    """The capture's size in bytes when it can be uploaded: an existing, readable, non-empty zip.
+
+    This is only what the client can see at once; the pipeline's validate stage checks the content.
+    """
+    try:
+        size = capture.stat().st_size
+    except FileNotFoundError:
+        raise CaptureError("capture_not_found", f"{capture}: no such file") from None
+    if not capture.is_file():
+        raise CaptureError("capture_not_a_file", f"{capture}: not a file (zip the folder first)")
+    if size == 0:
+        raise CaptureError("capture_empty", f"{capture}: the file is empty")
+    try:
+        is_zip = zipfile.is_zipfile(capture)
+    except OSError as error:
+        raise CaptureError("capture_unreadable", f"{capture}: {error.strerror or error}") from None
+    if not is_zip:
+        raise CaptureError("capture_not_a_zip", f"{capture}: not a zip archive")
+    return size
 
 
 class ApiError(Exception):
@@ -145,7 +178,11 @@ class ReconFlowClient:
             raise ApiError(response.status_code, "upload_failed", response.text[:300])
 
     def submit(self, capture: Path, preset: str | None = None, name: str | None = None) -> str:
-        """Create a job and upload its capture; returns the job id."""
+        """Check the capture, create a job and upload it; returns the job id.
+
+        A missing or unusable file raises ``CaptureError`` before any job exists.
+        """
+        check_capture(capture)
         created = self.create_job(preset=preset, name=name or capture.stem)
         self.upload(created["upload"], capture)
         return created["job_id"]

@@ -31,20 +31,19 @@ from jobstate.errors import CancelConflict, InvalidRequest, JobNotFound, StateCo
 from jobstate.ids import new_job_id, parse_job_id
 from jobstate.settings import Settings
 from jobstate.stages import DEFAULT_PRESET, PRESETS, stage_named
-
-# Statuses (DESIGN.md): CREATED -> QUEUED -> RUNNING -> SUCCEEDED | FAILED;
-# QUEUED/RUNNING -> CANCELLING -> CANCELLED.
-CREATED = "CREATED"
-QUEUED = "QUEUED"
-RUNNING = "RUNNING"
-SUCCEEDED = "SUCCEEDED"
-FAILED = "FAILED"
-CANCELLING = "CANCELLING"
-CANCELLED = "CANCELLED"
-STATUSES: tuple[str, ...] = (CREATED, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLING, CANCELLED)
-TERMINAL: frozenset[str] = frozenset({SUCCEEDED, FAILED, CANCELLED})
-ACTIVE: tuple[str, ...] = (QUEUED, RUNNING)  # the work may run; a cancel may be requested
-INITIAL_STATUSES: tuple[str, ...] = (CREATED, QUEUED)
+from jobstate.statuses import (  # also importable from here, as before
+    ACTIVE,
+    CANCELLED,
+    CANCELLING,
+    CREATED,
+    FAILED,
+    INITIAL_STATUSES,
+    QUEUED,
+    RUNNING,
+    STATUSES,
+    SUCCEEDED,
+    TERMINAL,
+)
 
 JOB_SK = "job"
 CANCEL_REQUEST_SK = "cancel#request"

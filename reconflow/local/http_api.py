@@ -3,7 +3,9 @@
 The routes are the ones the template declares for the API function (``Method``/``Path`` of its
 ``HttpApi`` events); a request matching none gets API Gateway's own 404. The JWT authorizer is
 replaced by a development identity: every request is ``sub = "local-dev"`` unless the
-``X-Reconflow-Dev-Sub`` header names another caller (so tests can act as two users).
+``X-Reconflow-Dev-Sub`` header names another caller (so tests can act as two users). CORS is
+API Gateway's: with a ``CorsSettings`` (the template's ``CorsConfiguration``), preflights are
+answered by the gateway itself and an allowed ``Origin`` gets the CORS headers on every answer.
 """
 
 from __future__ import annotations
@@ -48,6 +50,60 @@ class Route:
             return None
         found = self.pattern.match(path)
         return None if found is None else found.groupdict()
+
+
+@dataclass(frozen=True)
+class CorsSettings:
+    """An HTTP API's ``CorsConfiguration``: the gateway answers preflights and adds the headers."""
+
+    allow_origins: tuple[str, ...] = ()
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()  # lower case
+    expose_headers: tuple[str, ...] = ()
+    max_age: int | None = None
+    allow_credentials: bool = False
+
+    def allows(self, origin: str | None) -> bool:
+        return bool(origin) and ("*" in self.allow_origins or origin in self.allow_origins)
+
+    def _origin_headers(self, origin: str) -> dict[str, str]:
+        headers = {"access-control-allow-origin": origin, "vary": "origin"}
+        if self.allow_credentials:
+            headers["access-control-allow-credentials"] = "true"
+        return headers
+
+    def preflight(self, headers: dict[str, str]) -> HttpResponse:
+        """API Gateway's answer to ``OPTIONS``: 204, with the CORS headers only if all is allowed."""
+        origin = headers.get("origin")
+        method = headers.get("access-control-request-method", "").upper()
+        asked = [
+            name.strip().lower() for name in headers.get("access-control-request-headers", "").split(",")
+        ]
+        allowed_headers = "*" in self.allow_headers or all(
+            not name or name in self.allow_headers for name in asked
+        )
+        allowed_method = "*" in self.allow_methods or method in self.allow_methods
+        if not (self.allows(origin) and allowed_method and allowed_headers):
+            return HttpResponse(204, {}, b"")
+        answer = {
+            **self._origin_headers(str(origin)),
+            "access-control-allow-methods": ",".join(self.allow_methods),
+        }
+        if self.allow_headers:
+            answer["access-control-allow-headers"] = ",".join(self.allow_headers)
+        if self.max_age is not None:
+            answer["access-control-max-age"] = str(self.max_age)
+        return HttpResponse(204, answer, b"")
+
+    def add_headers(self, headers: dict[str, str], response: HttpResponse) -> HttpResponse:
+        """The integration's answer with the CORS headers an allowed origin gets."""
+        origin = headers.get("origin")
+        if not self.allows(origin):
+            return response
+        extra = self._origin_headers(str(origin))
+        if self.expose_headers:
+            extra["access-control-expose-headers"] = ",".join(self.expose_headers)
+        return HttpResponse(response.status, {**response.headers, **extra}, response.body)
 
 
 @dataclass(frozen=True)
@@ -161,10 +217,19 @@ class HttpApiGateway:
     port: int = 0
     # Largest request body accepted (API Gateway's own payload limit is 10 MB).
     max_body_bytes: int = 10 * 1024 * 1024
+    # The API's CORS settings; None: no CORS headers at all (an API without CorsConfiguration).
+    cors: CorsSettings | None = None
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
     def dispatch(self, method: str, target: str, headers: dict[str, str], body: bytes) -> HttpResponse:
+        if self.cors is None:
+            return self._route(method, target, headers, body)
+        if method.upper() == "OPTIONS" and "access-control-request-method" in headers:
+            return self.cors.preflight(headers)
+        return self.cors.add_headers(headers, self._route(method, target, headers, body))
+
+    def _route(self, method: str, target: str, headers: dict[str, str], body: bytes) -> HttpResponse:
         parts = urlsplit(target)
         for route in self.routes:
             params = route.match(method, parts.path)
@@ -204,9 +269,15 @@ class HttpApiGateway:
                         self.send_header(name, value)
                 self.send_header("content-length", str(len(response.body)))
                 self.end_headers()
-                self.wfile.write(response.body)
+                if self.command != "HEAD":  # a HEAD answer has the headers of the GET one, no body
+                    self.wfile.write(response.body)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve  # noqa: N815
+            def __getattr__(self, name: str) -> Any:
+                """``do_<METHOD>`` for any method: every request reaches the routes, as in API
+                Gateway, so one that no route takes gets its 404, never http.server's 501 page."""
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet by default
                 return

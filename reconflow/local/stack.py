@@ -25,7 +25,16 @@ from typing import Any
 
 import requests
 
-from reconflow.local import deploy, engine_profile, moto_batch, template
+from reconflow import openapi
+from reconflow.local import (
+    console_server,
+    deploy,
+    engine_profile,
+    moto_batch,
+    s3_cors,
+    s3_post_policy,
+    template,
+)
 from reconflow.local.executor import ExecutorSettings, ProcessExecutor
 from reconflow.local.http_api import HttpApiGateway, Identity, Route
 from reconflow.local.lambdas import LambdaRuntime
@@ -72,6 +81,7 @@ class StackSettings:
     host: str = "127.0.0.1"
     api_port: int = 0  # 0: a free port
     moto_port: int = 0
+    console_port: int = 0  # the web console's own address (console/dist, reconflow.local.console_server)
     # Where the Batch jobs' logs go (a temporary folder when None).
     work_dir: Path | None = None
     # Seconds between reconciler runs (the template schedules it every few minutes in AWS).
@@ -98,6 +108,8 @@ class StackSettings:
             values["api_port"] = int(env[f"{ENV_PREFIX}API_PORT"])
         if env.get(f"{ENV_PREFIX}MOTO_PORT"):
             values["moto_port"] = int(env[f"{ENV_PREFIX}MOTO_PORT"])
+        if env.get(f"{ENV_PREFIX}CONSOLE_PORT"):
+            values["console_port"] = int(env[f"{ENV_PREFIX}CONSOLE_PORT"])
         if env.get(f"{ENV_PREFIX}WORK_DIR"):
             values["work_dir"] = Path(env[f"{ENV_PREFIX}WORK_DIR"])
         if env.get(engine_profile.PROFILE_ENV):
@@ -130,9 +142,11 @@ class LocalStack:
         self.status_events: list[ExecutionStatusEvents] = []
         self.schedules: list[PeriodicInvoker] = []
         self.gateway: HttpApiGateway | None = None
+        self.console: console_server.ConsoleServer | None = None
         self.moto_url = ""
         self._server: Any = None
         self._moto_config_before: dict[str, Any] | None = None
+        self._moto_global_cors_before: bool | None = None
         self._exits = ExitStack()
         self._saved_env: dict[str, str | None] = {}
 
@@ -168,8 +182,13 @@ class LocalStack:
     # -- start -----------------------------------------------------------------------
 
     def _start_moto(self) -> None:
+        from moto.moto_server import werkzeug_app
         from moto.server import ThreadedMotoServer
 
+        # moto's server answers every origin by default; here S3 answers as the buckets' CORS
+        # rules (the template's) say, so the console's uploads and downloads meet real CORS.
+        self._moto_global_cors_before = werkzeug_app.DISABLE_GLOBAL_CORS
+        werkzeug_app.DISABLE_GLOBAL_CORS = True
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         if self.settings.quiet:
             logging.getLogger("moto").setLevel(logging.ERROR)
@@ -195,7 +214,7 @@ class LocalStack:
         s3 = self.client("s3")
         packaged = deploy.package(sam, self.settings.template_path.parent, s3)
         parameters = deploy.parameter_values(
-            packaged, deploy.default_network(self.client("ec2")), self.settings.parameters
+            packaged, deploy.default_network(self.client("ec2")), self._parameters()
         )
         cfn = deploy.to_cloudformation(packaged, parameters)
         with warnings.catch_warnings():
@@ -207,6 +226,29 @@ class LocalStack:
             )
         deploy.apply_unsupported_properties(deployment, s3, self.client("dynamodb"))
         return deployment
+
+    def _parameters(self) -> dict[str, str]:
+        """The settings' template parameters, with the console's origin for the API's and S3's CORS."""
+        assert self.console is not None
+        return {console_server.ORIGIN_PARAMETER: self.console.origin, **self.settings.parameters}
+
+    def _start_console(self) -> None:
+        """Bind the console's address first: its origin goes into the template's CORS settings."""
+        self.console = console_server.ConsoleServer(host=self.settings.host, port=self.settings.console_port)
+        if not self.console.built:
+            LOG.warning("the web console is not built: %s", console_server.BUILD_HINT)
+        self.console.start()
+
+    def _configure_console(self, deployment: deploy.Deployment) -> None:
+        """What the console needs once the API is up: config.json, its headers, the buckets' CORS."""
+        assert self.console is not None
+        assert self.gateway is not None
+        sam = template.load_template(self.settings.template_path)
+        console_server.apply_bucket_cors(sam, deployment, self.client("s3"))
+        self.console.config = console_server.local_config(self.gateway.url, self.settings.dev_sub)
+        self.console.headers = console_server.security_headers(
+            sam, console_server.local_endpoints(self.gateway.url, self.moto_url)
+        )
 
     def _collect_functions(self, deployment: deploy.Deployment) -> None:
         lambda_client = self.client("lambda")
@@ -335,6 +377,8 @@ class LocalStack:
             self._saved_env.setdefault("AWS_PROFILE", os.environ.pop("AWS_PROFILE", None))
             self._start_moto()
             self._exits.enter_context(self.runtime.patch_moto())
+            self._exits.enter_context(s3_post_policy.enforced())  # S3 refuses what the form's policy forbids
+            self._exits.enter_context(s3_cors.applied())  # ... and its answers carry the bucket's CORS
             self.work_dir = work_dir = settings.work_dir or Path(
                 self._exits.enter_context(tempfile.TemporaryDirectory(prefix="reconflow-local-"))
             )
@@ -352,6 +396,7 @@ class LocalStack:
                 settings=executor_settings,
             )
             self._exits.enter_context(moto_batch.patched(executor=self.executor.start))
+            self._start_console()
             self.deployment = deployment = self._deploy()
             self._collect_functions(deployment)
             self._set_env(self._function_environment())
@@ -370,15 +415,26 @@ class LocalStack:
             for schedule in self.schedules:
                 schedule.start()
             routes, targets = self._http_routes()
+            document = Route("GET", openapi.SERVED_PATH)  # the API's OpenAPI document, beside it
 
             def invoke_api(event: dict[str, Any]) -> Any:
+                if event["routeKey"] == document.route_key:
+                    return openapi.document_answer(self.api_url)
                 function = targets[event["routeKey"]]
                 return self.runtime.invoke(function.handler, event, function.name)
 
             self.gateway = HttpApiGateway(
-                routes, invoke_api, Identity(default_sub=settings.dev_sub), settings.host, settings.api_port
+                [*routes, document],
+                invoke_api,
+                Identity(default_sub=settings.dev_sub),
+                settings.host,
+                settings.api_port,
+                cors=console_server.api_cors(
+                    template.load_template(settings.template_path), deployment.parameters
+                ),
             )
             self.gateway.start()
+            self._configure_console(deployment)
         except BaseException:
             self.stop()
             raise
@@ -388,6 +444,12 @@ class LocalStack:
     def api_url(self) -> str:
         assert self.gateway is not None, "start() first"
         return self.gateway.url
+
+    @property
+    def console_url(self) -> str:
+        """The web console's address (``/`` of the built console/dist)."""
+        assert self.console is not None, "start() first"
+        return f"{self.console.url}/"
 
     def resource(self, logical_id: str) -> str:
         """The physical id of a template resource (e.g. the bucket's name)."""
@@ -423,6 +485,8 @@ class LocalStack:
         self._stop_running_executions()
         if self.gateway is not None:
             self.gateway.stop()
+        if self.console is not None:
+            self.console.stop()
         for watcher in self.status_events:
             watcher.stop()
         for schedule in self.schedules:
@@ -435,6 +499,11 @@ class LocalStack:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self._moto_global_cors_before is not None:
+            from moto.moto_server import werkzeug_app
+
+            werkzeug_app.DISABLE_GLOBAL_CORS = self._moto_global_cors_before
+            self._moto_global_cors_before = None
         if self._moto_config_before is not None:
             from moto.core.config import default_user_config
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from reconflow.cli import ExitCode
 from reconflow.cli import main as reconflow_main
 from reconflow.client import ApiError, ReconFlowClient
 from reconflow.local.probe import JobObserver, wait_until
@@ -74,7 +75,7 @@ def cancelling(stack: LocalStack, jobs: dict[str, JobObserver]) -> CancelDuringR
 
 def _objects_under(stack: LocalStack, prefix: str) -> list[str]:
     s3 = stack.client("s3")
-    bucket = stack.physical_of_type("AWS::S3::Bucket")
+    bucket = stack.resource("DataBucket")  # the console has a bucket of its own
     listing = s3.list_object_versions(Bucket=bucket, Prefix=prefix)
     return [item["Key"] for item in listing.get("Versions", []) + listing.get("DeleteMarkers", [])]
 
@@ -173,11 +174,27 @@ def test_status_and_list_show_the_callers_jobs(
     monkeypatch.setenv("RECONFLOW_API_URL", stack.api_url)
     job_id = jobs["bad"].job_id
     jobs["bad"].wait(60)
-    assert reconflow_main(["status", job_id]) == 0
+    assert reconflow_main(["status", job_id]) == ExitCode.JOB_FAILED
     assert "FAILED" in capsys.readouterr().out
     assert reconflow_main(["list"]) == 0
-    assert job_id[:8] in capsys.readouterr().out
+    listed = {line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert job_id in listed
     other = ReconFlowClient(api_url=stack.api_url, dev_identity="someone-else")
     with pytest.raises(ApiError) as hidden:
         other.get_job(job_id)
     assert hidden.value.status == 404
+
+
+def test_a_zero_byte_upload_is_refused_as_s3_refuses_it(
+    stack: LocalStack, client: ReconFlowClient, tmp_path: Path
+) -> None:
+    created = client.create_job(preset="draft", name="empty")
+    empty = tmp_path / "empty.zip"
+    empty.write_bytes(b"")
+    with pytest.raises(ApiError) as refused:
+        client.upload(created["upload"], empty)
+    assert refused.value.status == 400
+    assert "EntityTooSmall" in refused.value.message
+    time.sleep(2)  # an accepted upload would have queued the job by now
+    assert client.get_job(created["job_id"])["status"] == "CREATED"
+    assert _objects_under(stack, f"jobs/{created['job_id']}/") == []

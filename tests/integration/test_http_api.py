@@ -74,6 +74,16 @@ def test_unknown_route_or_method_is_api_gateways_404_and_never_invokes(gateway) 
     assert seen == []
 
 
+@pytest.mark.parametrize("method", ["TRACE", "HEAD", "QUERY"])
+def test_a_method_no_route_takes_is_the_gateways_404_not_a_501(gateway, method: str) -> None:
+    served, seen = gateway
+    response = requests.request(method, f"{served.url}/jobs/abc/cancel/confirm", timeout=10)
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"
+    assert response.content == (b"" if method == "HEAD" else b'{"message": "Not Found"}')
+    assert seen == []
+
+
 def test_handler_crash_is_a_500_not_a_dropped_connection() -> None:
     def crash(event: dict[str, Any]) -> Any:
         raise RuntimeError("boom")

@@ -84,6 +84,7 @@ def test_resources_come_from_the_template(stack: LocalStack) -> None:
         "GET /jobs/{job_id}",
         "POST /jobs/{job_id}/cancel",
         "POST /jobs/{job_id}/cancel/confirm",
+        "GET /openapi.json",  # the API's document, served beside its routes
     }
 
 
@@ -105,7 +106,10 @@ def test_duplicate_upload_event_starts_one_execution(
 ) -> None:
     not_a_capture = tmp_path / "capture.zip"
     not_a_capture.write_bytes(b"this is not a zip archive")
-    job_id = client.submit(not_a_capture, preset="draft", name="duplicate")
+    # create + upload, not submit(): the client's own check would refuse the file before the pipeline sees it
+    created = client.create_job(preset="draft", name="duplicate")
+    client.upload(created["upload"], not_a_capture)
+    job_id = created["job_id"]
     wait_until(lambda: _executions(stack, job_id), timeout_s=30)
     bucket = stack.resource("DataBucket")
     head = stack.client("s3").head_object(Bucket=bucket, Key=f"jobs/{job_id}/input/capture.zip")

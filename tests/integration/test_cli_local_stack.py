@@ -1,0 +1,55 @@
+"""``reconflow local-stack`` as a user runs it: it prints where the API and its document are,
+serves them until Ctrl-C, then stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+
+from reconflow import openapi
+from reconflow.cli import ExitCode
+
+START_WITHIN_S = 120  # deploying the template into moto takes 10-30 s on two busy cores
+
+
+def test_local_stack_prints_its_api_and_document_and_stops_on_ctrl_c() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconflow.cli", "local-stack"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        printed: list[str] = []
+        deadline = time.monotonic() + START_WITHIN_S
+        assert process.stdout is not None
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            printed.append(line)
+            if line.startswith("Ctrl-C to stop"):
+                break
+        text = "".join(printed)
+        api_url = re.search(r"export RECONFLOW_API_URL=(\S+)", text)
+        document_url = re.search(r"OpenAPI document: (\S+)", text)
+        assert api_url, text
+        assert document_url, text
+        assert document_url.group(1) == api_url.group(1) + openapi.SERVED_PATH
+        served = requests.get(document_url.group(1), timeout=10).json()
+        assert served["paths"].keys() == openapi.load_document()["paths"].keys()
+        listing = requests.get(api_url.group(1) + "/jobs", timeout=10).json()
+        assert listing == {"jobs": [], "next_cursor": None}
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == ExitCode.OK
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
