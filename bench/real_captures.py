@@ -109,19 +109,28 @@ def write_capture(name: str, form: str, spot: Path, folder: Path) -> Path:
     return path
 
 
-def run_case(name: str, form: str, preset: str, capture: Path, work: Path, samples: int) -> Row:
+def run_case(
+    name: str, form: str, preset: str, capture: Path, work: Path, samples: int, rescore: bool = False
+) -> Row:
+    """Run the stages on ``capture`` and score the result; ``rescore``: score a finished run kept in
+    ``work`` (its stage seconds from report.json; total = their sum, CPU not measured)."""
     job = work / f"{name}-{form}-{preset}"
-    pipeline.prepare_job_folder(capture, job)
-    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started, started_cpu = time.perf_counter(), time.process_time()
-    report = pipeline.run_all(job, preset=preset, device=torch.device("cpu"), seed=0)
-    wall = time.perf_counter() - started
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    child_cpu = (children.ru_utime - children_before.ru_utime) + (
-        children.ru_stime - children_before.ru_stime
-    )
-    seconds = {stage: value for stage, value in report["seconds"].items() if stage != "total"}
-    seconds.update(total=wall, cpu=time.process_time() - started_cpu + child_cpu)
+    if rescore and (job / "output" / "report.json").is_file():
+        report = json.loads((job / "output" / "report.json").read_text())
+        seconds = {stage: value for stage, value in report["seconds"].items() if stage != "total"}
+        seconds.update(total=sum(seconds.values()), cpu=float("nan"))
+    else:
+        pipeline.prepare_job_folder(capture, job)
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started, started_cpu = time.perf_counter(), time.process_time()
+        report = pipeline.run_all(job, preset=preset, device=torch.device("cpu"), seed=0)
+        wall = time.perf_counter() - started
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        child_cpu = (
+            children.ru_utime - children_before.ru_utime + children.ru_stime - children_before.ru_stime
+        )
+        seconds = {stage: value for stage, value in report["seconds"].items() if stage != "total"}
+        seconds.update(total=wall, cpu=time.process_time() - started_cpu + child_cpu)
     cameras = json.loads((job / "output" / CAMERAS_FILE).read_text())
     truth = true_cameras(capture)
     result = trimesh.load(job / "output" / "model.ply", process=False, force="mesh")
@@ -211,6 +220,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=200_000, help="quality samples per mesh")
     parser.add_argument("--work", type=Path, default=None, help="keep captures and job folders here")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--rescore", action="store_true", help="score runs already finished in --work")
     return parser.parse_args(argv)
 
 
@@ -226,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                 for form in args.forms:
                     capture = write_capture(name, form, args.spot, work)
                     print(f"{name} {form} {preset} ...", file=sys.stderr, flush=True)
-                    rows.append(run_case(name, form, preset, capture, work, args.samples))
+                    rows.append(run_case(name, form, preset, capture, work, args.samples, args.rescore))
                     print("\n".join(format_table(rows[-1:])[2:]), file=sys.stderr, flush=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     command = "python bench/real_captures.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -241,7 +251,12 @@ def main(argv: list[str] | None = None) -> int:
             "without cameras",
             f"quality: {args.samples} area samples per mesh, GT normalised (bbox centred, longest side 1); "
             "estimated cameras: result mapped by the Umeyama similarity of the camera centres",
-            "seconds: wall clock per stage and in total; 'cpu s' = CPU seconds of the run and its children",
+            "seconds: wall clock per stage and in total; 'cpu s' = CPU seconds of the run and its children"
+            + (
+                " (--rescore: runs finished earlier, total = the stages' sum, CPU not kept)"
+                if args.rescore
+                else ""
+            ),
             "",
             *format_table(rows),
             "",
