@@ -59,8 +59,9 @@ class HullParams:
     # masks (which may miss parts of the object) raise it.
     tolerance_views: int = 0
     # A view that alone carves more than this fraction of what the other views keep is inconsistent
-    # (a mask that misses part of the object, a wrong camera) and is left out (0: never).
-    inconsistent_view_fraction: float = 0.2
+    # (a mask that misses part of the object, a wrong camera) and is left out (0: never). A correct
+    # view may carve a lot too: one edge-on to a thin plate carved 20 % of what the others keep.
+    inconsistent_view_fraction: float = 0.4
     # Where the preprocess stage estimated the masks (its record says ``"masks": "estimated"``), this
     # fraction of the training views may disagree (the k-of-n vote) instead of ``tolerance_views``.
     estimated_mask_tolerance_fraction: float = 0.1
