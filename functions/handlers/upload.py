@@ -100,7 +100,7 @@ def handle_upload(d: deps.Deps, upload: Upload) -> Handled:
         return Handled(upload.key, DUPLICATE, job.job_id, "execution recorded already")
 
     arn, started = start_job_execution(
-        d.sfn, d.settings.state_machine_arn, job.job_id, upload.bucket, upload.key
+        d.sfn, d.settings.state_machine_arn, job.job_id, upload.bucket, upload.key, d.settings
     )
     d.jobs.set_execution(job.job_id, arn)
     return Handled(upload.key, STARTED if started else DUPLICATE, job.job_id, arn)

@@ -16,6 +16,7 @@ from handlers import upload
 from handlers.executions import execution_arn
 from jobstate.ids import new_job_id
 from jobstate.jobs import JobStore
+from jobstate.settings import Settings
 
 UPLOADER_BY_EVENT = {
     "upload_s3_put.json": "AWS:AIDAJDPLRKLG7UEXAMPLE",
@@ -59,7 +60,12 @@ def test_upload_of_a_created_job_queues_it_and_starts_one_execution(world: World
     assert job.status == "QUEUED"
     assert job.owner == OWNER
     described = world.deps.sfn.describe_execution(executionArn=job.execution_arn)
-    assert json.loads(described["input"]) == {"job_id": JOB_ID, "bucket": BUCKET, "input_key": INPUT_KEY}
+    assert json.loads(described["input"]) == {
+        "job_id": JOB_ID,
+        "bucket": BUCKET,
+        "input_key": INPUT_KEY,
+        "limits": {"stage_time_limit_s": Settings().stage_time_limit_s},
+    }
 
 
 @pytest.mark.parametrize("name", UPLOAD_EVENTS)
