@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from handlers import deps
 from handlers.executions import start_job_execution
 from handlers.notifications import Upload, uploads_in
-from handlers.observability import count, logger, metrics, tracer
+from handlers.observability import count, logger, metrics
 from jobstate.errors import JobNotFound, JobStateError, StateConflict
 from jobstate.jobs import CREATED, QUEUED, Job
 from jobstate.layout import INPUT, parse_key
@@ -129,7 +129,6 @@ def process_event(event: Any, d: deps.Deps | None = None) -> list[Handled]:
 
 
 @logger.inject_lambda_context(clear_state=True, correlation_id_path=CORRELATION_ID_PATH)
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     count("UploadEvents")

@@ -9,7 +9,6 @@ import pytest
 from handler_helpers import BUCKET, CONTEXT, INPUT_KEY, JOB_ID, OWNER, World, load_event
 
 from handlers import cleanup
-from jobstate.errors import InvalidJobId, InvalidRequest
 from jobstate.ids import new_job_id
 from jobstate.layout import output_key, work_key
 
@@ -179,16 +178,37 @@ def test_status_change_events_that_need_nothing_change_nothing(world: World, sta
 
 
 @pytest.mark.parametrize(
-    ("event", "error"),
+    ("event", "reason"),
     [
-        ({"action": "explode", "job_id": JOB_ID}, InvalidRequest),
-        ({"action": "cancel", "job_id": "../etc"}, InvalidJobId),
-        ({"hello": "world"}, InvalidRequest),
+        ({"action": "explode", "job_id": JOB_ID}, "unknown cleanup action 'explode'"),
+        ({"action": "cancel", "job_id": "../etc"}, "cleanup input without a valid job id"),
+        ({"action": "cancel", "job_id": new_job_id()}, "cleanup input for an unknown job"),
+        ({"hello": "world"}, "neither a cleanup action nor a Step Functions status change"),
+        (["a", "list"], "event is a list, not an object"),
+        (
+            {"source": "aws.states", "detail-type": "Step Functions Execution Status Change"},
+            "status change without a detail object",
+        ),
     ],
 )
-def test_unknown_cleanup_input_is_refused(world: World, event: dict[str, Any], error: type) -> None:
-    with pytest.raises(error):
-        cleanup.handler(event, CONTEXT)
+def test_malformed_cleanup_input_is_dropped_with_its_reason(world: World, event: Any, reason: str) -> None:
+    _running(world)
+
+    answer = cleanup.handler(event, CONTEXT)
+
+    assert answer["ignored"] == reason
+    assert world.job().status == "RUNNING"
+
+
+def test_a_status_change_of_another_state_machine_is_ignored(world: World) -> None:
+    _running(world)
+    event = _status_change("FAILED")
+    event["detail"]["stateMachineArn"] = "arn:aws:states:us-east-1:123456789012:stateMachine:other"
+
+    answer = cleanup.handler(event, CONTEXT)
+
+    assert answer["ignored"] == "status change of another state machine"
+    assert world.job().status == "RUNNING"
 
 
 def test_reconcile_finishes_stuck_jobs_and_leaves_working_ones(world: World) -> None:
