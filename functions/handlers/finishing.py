@@ -9,6 +9,7 @@ writer may have left).
 from __future__ import annotations
 
 import json
+import signal
 from typing import Any
 
 from handlers.deps import Deps
@@ -26,6 +27,8 @@ CODE_BY_SFN_ERROR: dict[str, str] = {
     "States.HeartbeatTimeout": "stage_timed_out",
 }
 DEFAULT_FAILURE_CODE = "pipeline_failed"
+# A process ended by signal N exits 128 + N in a container (the shell's and Docker's convention).
+SIGNAL_EXIT_BASE = 128
 CODE_BY_EXECUTION_STATUS: dict[str, str] = {
     "ABORTED": "execution_aborted",
     "TIMED_OUT": "execution_timed_out",
@@ -74,6 +77,19 @@ def _field(document: dict[str, Any], name: str) -> Any:
     return document.get(name, document.get(name[0].lower() + name[1:]))
 
 
+def exit_description(exit_code: Any) -> str:
+    """``exit code 1``; a container killed by a signal exits 128 + its number, said in words:
+    ``stage process killed by SIGKILL (exit 137)``."""
+    if exit_code is None:
+        return ""
+    try:
+        number = int(exit_code)
+        name = signal.Signals(number - SIGNAL_EXIT_BASE).name if number > SIGNAL_EXIT_BASE else None
+    except (TypeError, ValueError):
+        return f"exit code {str(exit_code)[:20]}"
+    return f"stage process killed by {name} (exit {number})" if name else f"exit code {number}"
+
+
 def describe_sfn_error(error: Any) -> tuple[str, str]:
     """(code, message) for a state machine's caught error ``{"Error", "Cause"}``.
 
@@ -95,7 +111,7 @@ def describe_sfn_error(error: Any) -> tuple[str, str]:
         exit_code = _field(container, "ExitCode")
         parts = [
             str(_field(described, "StatusReason") or ""),
-            f"exit code {exit_code}" if exit_code is not None else "",
+            exit_description(exit_code),
             str(_field(container, "Reason") or ""),
         ]
         reason = "; ".join(part for part in parts if part)

@@ -28,6 +28,7 @@ from botocore.exceptions import ClientError
 
 from jobstate import aws
 from jobstate.errors import CancelConflict, InvalidRequest, JobNotFound, StateConflict
+from jobstate.events import StatusEvents
 from jobstate.ids import new_job_id, parse_job_id
 from jobstate.settings import Settings
 from jobstate.stages import DEFAULT_PRESET, PRESETS, stage_named
@@ -200,7 +201,11 @@ class CancelRequest:
 
 
 class JobStore:
-    """The jobs table. ``clock`` returns epoch seconds; tests pass a fake one to expire flags."""
+    """The jobs table. ``clock`` returns epoch seconds; tests pass a fake one to expire flags.
+
+    Every status change it writes (and every stage start) is announced through ``events``
+    (``ReconFlow Job Status Change`` on EventBridge), after the write and without failing it.
+    """
 
     def __init__(
         self,
@@ -209,11 +214,13 @@ class JobStore:
         dynamodb: Any = None,
         clock: Callable[[], float] = time.time,
         settings: Settings | None = None,
+        events: StatusEvents | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.table_name = table_name or self.settings.table_name
         self._db = dynamodb if dynamodb is not None else aws.client("dynamodb", self.settings)
         self._clock = clock
+        self.events = events if events is not None else StatusEvents(self.settings)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -396,6 +403,7 @@ class JobStore:
             ):
                 job = self._update(job_id, update, condition, values, attribute_names={"#status": "status"})
                 if job is not None:
+                    self.events.publish(job)
                     return job
             current = self.get(job_id, consistent=True)
             if current.status not in ACTIVE:
@@ -520,7 +528,9 @@ class JobStore:
             if _error_code(error) != _TRANSACTION_CANCELLED:
                 raise
             return self._explain_refused_confirm(job_id, owner, token, error)
-        return self.get(job_id, consistent=True)
+        job = self.get(job_id, consistent=True)
+        self.events.publish(job)
+        return job
 
     def _explain_refused_confirm(self, job_id: str, owner: str, token: str, error: ClientError) -> Job:
         item = self._get_item(job_id, JOB_SK, consistent=True)
@@ -665,7 +675,10 @@ class JobStore:
         values = _values(to=to_status, message=message, now=self._now(), **placeholders, **extra)
         names = {"#status": "status"} | {f"#{name}": name for name in extra}
         condition = "#status IN ({})".format(", ".join(f":{p}" for p in placeholders))
-        return self._update(job_id, "SET " + ", ".join(assignments), condition, values, attribute_names=names)
+        job = self._update(job_id, "SET " + ", ".join(assignments), condition, values, attribute_names=names)
+        if job is not None:
+            self.events.publish(job)
+        return job
 
     def _finish(
         self,

@@ -28,6 +28,17 @@ from reconflow.local import moto_batch
 
 LOG = logging.getLogger(__name__)
 PYTHON_NAMES = frozenset({"python", "python3", "python3.11"})
+# Batch's status reason for a container that exited non-zero (its output is in the log, as in
+# CloudWatch, not in the reason).
+CONTAINER_EXITED = "Essential container in task exited"
+SIGNAL_EXIT_BASE = 128
+
+
+def container_exit_code(returncode: int | None) -> int | None:
+    """The exit code a container reports: a process killed by signal N exits 128 + N."""
+    if returncode is None or returncode >= 0:
+        return returncode
+    return SIGNAL_EXIT_BASE - returncode
 
 
 @dataclass(frozen=True)
@@ -36,8 +47,6 @@ class ExecutorSettings:
     poll_interval_s: float = 0.1
     # Seconds a terminated process gets between SIGTERM and SIGKILL.
     kill_grace_s: float = 2.0
-    # Characters of the process's output kept as the job's status reason when it fails.
-    reason_tail_chars: int = 400
     # ``python -m MODULE args`` runs as ``python -m {module_wrapper} MODULE args`` when set
     # (``reconflow.local.engine_profile``: smaller engine sizes for tests).
     module_wrapper: str | None = None
@@ -152,8 +161,8 @@ class ProcessExecutor:
                 self._processes.pop(job.job_id, None)
             run.ended_at = time.time()
         success = run.returncode == 0 and not run.terminated
-        reason = None if success else (job.job_stopped_reason or self._reason(run))
-        moto_batch.finish(job, success=success, reason=reason, exit_code=run.returncode)
+        reason = None if success else (job.job_stopped_reason or CONTAINER_EXITED)
+        moto_batch.finish(job, success=success, reason=reason, exit_code=container_exit_code(run.returncode))
 
     def _wait(self, job: Any, process: subprocess.Popen) -> tuple[int, bool]:
         """Wait for the process; kill it on TerminateJob or when the attempt's time runs out."""
@@ -179,13 +188,6 @@ class ProcessExecutor:
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-    def _reason(self, run: JobRun) -> str:
-        try:
-            tail = run.log_path.read_text(errors="replace")[-self.settings.reason_tail_chars :]
-        except OSError:
-            tail = ""
-        return f"Essential container in task exited (exit code {run.returncode}): {tail.strip()}"
 
     def running(self) -> int:
         with self._lock:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from handler_helpers import BUCKET, CONTEXT, INPUT_KEY, JOB_ID, OWNER, World, load_event
 
-from handlers import cleanup
+from handlers import cleanup, finishing
 from jobstate.ids import new_job_id
 from jobstate.layout import output_key, work_key
 
@@ -140,7 +140,9 @@ def test_fail_input_reads_a_batch_description_in_camel_case_too(world: World) ->
         load_event("cleanup_fail.json") | {"error": {"Error": "States.TaskFailed", "Cause": cause}}, CONTEXT
     )
 
-    assert world.job().error["message"] == "States.TaskFailed: Host EC2 terminated; exit code 137"
+    assert world.job().error["message"] == (
+        "States.TaskFailed: Host EC2 terminated; stage process killed by SIGKILL (exit 137)"
+    )
 
 
 def test_status_change_event_fails_a_running_job(world: World) -> None:
@@ -275,3 +277,18 @@ def test_reconcile_tries_every_job_and_then_reports_the_failures(
 
     assert world.job(fine).status == "FAILED"
     assert world.job(broken).status == "RUNNING"
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "said"),
+    [
+        (1, "exit code 1"),
+        (137, "stage process killed by SIGKILL (exit 137)"),
+        (143, "stage process killed by SIGTERM (exit 143)"),
+        (3, "exit code 3"),
+        (None, ""),
+        ("x", "exit code x"),
+    ],
+)
+def test_a_container_exit_code_is_said_in_words(exit_code: Any, said: str) -> None:
+    assert finishing.exit_description(exit_code) == said
