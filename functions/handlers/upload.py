@@ -92,10 +92,14 @@ def handle_upload(d: deps.Deps, upload: Upload) -> Handled:
         d.jobs.fail(job.job_id, UPLOAD_TOO_LARGE, f"{key.rest} is {upload.size} bytes; the limit is {limit}")
         return Handled(upload.key, REJECTED, job.job_id, f"{upload.size} bytes > {limit}")
 
-    if job.status == CREATED and not d.jobs.mark_queued(job.job_id):
+    if job.status == CREATED and not d.jobs.mark_queued(
+        job.job_id, capture_key=upload.key, capture_version=upload.version
+    ):
         job = d.jobs.get(job.job_id, consistent=True)  # someone else moved it: queued, or cancelled/failed
         if job.status != QUEUED:
             return Handled(upload.key, IGNORED, job.job_id, f"job is {job.status} already")
+    elif job.status == QUEUED and not job.capture_key:  # made QUEUED from this upload (no API job)
+        d.jobs.set_capture(job.job_id, upload.key, upload.version)
     if job.execution_arn:
         return Handled(upload.key, DUPLICATE, job.job_id, "execution recorded already")
 

@@ -150,6 +150,10 @@ class Job:
     error: dict[str, str] | None = None
     # A cancelled job: what the purge deleted (objects, versions, delete_markers, ...).
     purged: dict[str, int] | None = field(default=None)
+    # The capture accepted when the job was queued: its key and S3 version (the stages read that
+    # version, so a later overwrite of input/ changes nothing).
+    capture_key: str | None = None
+    capture_version: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -177,12 +181,14 @@ class Job:
             result=item.get("result"),
             error=item.get("error"),
             purged={k: int(v) for k, v in item["purged"].items()} if item.get("purged") else None,
+            capture_key=item.get("capture_key"),
+            capture_version=item.get("capture_version"),
         )
 
     def to_public(self) -> dict[str, Any]:
         """The JSON-ready view a caller may see: no owner, execution ARN or table keys."""
         public = asdict(self)
-        for internal in ("owner", "execution_arn"):
+        for internal in ("owner", "execution_arn", "capture_key", "capture_version"):
             public.pop(internal)
         return public
 
@@ -358,9 +364,32 @@ class JobStore:
             raise
         return job
 
-    def mark_queued(self, job_id: str) -> bool:
-        """CREATED -> QUEUED (the capture arrived); False when the job was not CREATED."""
-        return self._transition(job_id, (CREATED,), QUEUED, message="queued") is not None
+    def mark_queued(
+        self, job_id: str, *, capture_key: str | None = None, capture_version: str | None = None
+    ) -> bool:
+        """CREATED -> QUEUED (the capture arrived); False when the job was not CREATED.
+
+        ``capture_key``/``capture_version`` record the object accepted (the stages read that version).
+        """
+        capture = {"capture_key": capture_key} if capture_key else {}
+        if capture_key and capture_version:
+            capture["capture_version"] = capture_version
+        return self._transition(job_id, (CREATED,), QUEUED, message="queued", extra=capture) is not None
+
+    def set_capture(self, job_id: str, capture_key: str, capture_version: str | None) -> None:
+        """Record the accepted capture of a QUEUED job that has none yet (made QUEUED by an upload)."""
+        values = {"key": capture_key}
+        update = "SET capture_key = :key"
+        if capture_version:
+            update += ", capture_version = :version"
+            values["version"] = capture_version
+        self._update(
+            job_id,
+            update,
+            "#status = :queued AND attribute_not_exists(capture_key)",
+            _values(queued=QUEUED, **values),
+            attribute_names={"#status": "status"},
+        )
 
     def set_execution(self, job_id: str, execution_arn: str) -> None:
         """Record the Step Functions execution running the job."""

@@ -59,6 +59,8 @@ def test_upload_of_a_created_job_queues_it_and_starts_one_execution(world: World
     assert job.execution_arn == execution["executionArn"]
     assert job.status == "QUEUED"
     assert job.owner == OWNER
+    # The version the stages will read, whatever is written to input/ later (both events carry it).
+    assert (job.capture_key, job.capture_version) == (INPUT_KEY, "3HL4kqtJlcpXroDTDmjVBH40Nrjfkd")
     described = world.deps.sfn.describe_execution(executionArn=job.execution_arn)
     assert json.loads(described["input"]) == {
         "job_id": JOB_ID,

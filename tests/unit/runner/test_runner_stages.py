@@ -345,3 +345,19 @@ def test_run_all_stops_at_the_first_stage_that_does_not_finish(make_runner, stor
     assert make_runner(stages).run_all(job_id) == ExitCode.BAD_CAPTURE
     assert ran == ["validate", "preprocess"]
     assert store.get(job_id, consistent=True).error["code"] == "empty_hull"
+
+
+def test_stages_read_the_capture_version_accepted_at_queued(make_runner, store, s3, bucket, job_id):
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    key = put_capture(s3, bucket, job_id, b"the accepted capture")
+    accepted = s3.head_object(Bucket=bucket, Key=key)["VersionId"]
+    store.set_capture(job_id, key, accepted)
+    put_capture(s3, bucket, job_id, b"an overwrite during the run")
+    seen: list[bytes] = []
+
+    def reads_the_capture(ctx: StageContext) -> dict:
+        seen.append((ctx.job_dir / "input" / "capture.zip").read_bytes())
+        return {}
+
+    assert make_runner({"validate": reads_the_capture}).run("validate", job_id) == ExitCode.OK
+    assert seen == [b"the accepted capture"]
