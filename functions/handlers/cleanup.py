@@ -13,7 +13,9 @@ still raise, so the event is delivered again.
 ``reconcile`` runs on a schedule because status-change events are best-effort: it finds jobs in
 CANCELLING or RUNNING (and QUEUED for longer than the grace) whose execution is no longer
 running and finishes them; a CANCELLING job whose execution still runs after the grace is
-stopped (StopExecution) and purged.
+stopped (StopExecution) and purged. It also fails CREATED jobs whose capture never came
+(``upload_expired``, after the upload window plus ``UPLOAD_GRACE_S``; what arrived is purged) and
+watches the stages waiting for a GPU instance (``handlers.capacity``).
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers import deps
+from handlers.capacity import watch_capacity
 from handlers.executions import RUNNING as EXECUTION_RUNNING
 from handlers.executions import execution_arn, execution_status
-from handlers.finishing import cancel_job, describe_sfn_error, fail_job, finish_after_execution
+from handlers.finishing import cancel_job, describe_sfn_error, expire_upload, fail_job, finish_after_execution
 from handlers.observability import count, logger, metrics
 from jobstate.errors import InvalidJobId, JobNotFound
 from jobstate.ids import parse_job_id
-from jobstate.jobs import CANCELLING, QUEUED, RUNNING, Job, iso_utc
+from jobstate.jobs import CANCELLING, CREATED, QUEUED, RUNNING, Job, iso_utc
 
 CANCEL = "cancel"
 FAIL = "fail"
@@ -127,6 +130,9 @@ class ReconcileReport:
     finished: list[dict[str, Any]] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)  # CREATED jobs whose upload never came
+    gpu_waiting: list[str] = field(default_factory=list)  # told they wait for a GPU instance
+    no_gpu_capacity: list[str] = field(default_factory=list)  # failed: waited too long
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -168,6 +174,21 @@ def reconcile_jobs(d: deps.Deps | None = None) -> ReconcileReport:
         except Exception:
             logger.exception("job not reconciled", extra={"job_id": job.job_id})
             report.errors.append(job.job_id)
+    expiry_cutoff = d.clock() - d.settings.upload_url_expires_s - d.settings.upload_grace_s
+    for job in d.jobs.list_by_status(CREATED, updated_before=expiry_cutoff):
+        report.checked += 1
+        try:
+            if expire_upload(d, job.job_id)["status"] == "FAILED":
+                report.expired.append(job.job_id)
+        except Exception:
+            logger.exception("expired upload not finished", extra={"job_id": job.job_id})
+            report.errors.append(job.job_id)
+    try:
+        capacity = watch_capacity(d)
+        report.gpu_waiting, report.no_gpu_capacity = capacity.waiting, capacity.failed
+    except Exception:
+        logger.exception("GPU capacity not checked")
+        report.errors.append("capacity")
     count("ReconcileChecked", report.checked)
     count("ReconcileFinished", len(report.finished))
     count("ReconcileErrors", len(report.errors))

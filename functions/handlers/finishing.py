@@ -14,7 +14,7 @@ from typing import Any
 
 from handlers.deps import Deps
 from handlers.observability import count, logger
-from jobstate.jobs import CANCELLED, CANCELLING, QUEUED, RUNNING, Job
+from jobstate.jobs import CANCELLED, CANCELLING, CREATED, QUEUED, RUNNING, Job
 from jobstate.purge import purge_job
 
 # A job in one of these may be cancelled (purge + CANCELLED).
@@ -27,6 +27,7 @@ CODE_BY_SFN_ERROR: dict[str, str] = {
     "States.HeartbeatTimeout": "stage_timed_out",
 }
 DEFAULT_FAILURE_CODE = "pipeline_failed"
+UPLOAD_EXPIRED = "upload_expired"
 # A process ended by signal N exits 128 + N in a container (the shell's and Docker's convention).
 SIGNAL_EXIT_BASE = 128
 CODE_BY_EXECUTION_STATUS: dict[str, str] = {
@@ -53,6 +54,20 @@ def cancel_job(d: Deps, job_id: str) -> dict[str, Any]:
     count("JobCancelled")
     logger.info("job cancelled", extra={"job_id": job_id, "purged": report.as_dict()})
     return outcome(job, purged=report.as_dict())
+
+
+def expire_upload(d: Deps, job_id: str) -> dict[str, Any]:
+    """A CREATED job whose capture never came: purge what part of it arrived, then FAILED
+    ``upload_expired`` (a job that moved on meanwhile is left as it is)."""
+    window = d.settings.upload_url_expires_s + d.settings.upload_grace_s
+    message = f"no capture arrived within {window} s of the job's creation"
+    failed = d.jobs.fail(job_id, UPLOAD_EXPIRED, message, from_states=(CREATED,))
+    if failed is None:  # the capture came after all: the pipeline has it
+        return outcome(d.jobs.get(job_id, consistent=True))
+    report = purge_job(d.s3, d.settings.bucket_name, job_id)
+    count("UploadExpired")
+    logger.info("upload expired", extra={"job_id": job_id, "purged": report.as_dict()})
+    return outcome(failed, purged=report.as_dict())
 
 
 def fail_job(d: Deps, job_id: str, code: str, message: str) -> dict[str, Any]:

@@ -439,6 +439,20 @@ class JobStore:
                 raise StateConflict(f"job is {current.status}, not QUEUED or RUNNING")
         raise StateConflict("job changed while its stage began; try again")
 
+    def note(self, job_id: str, message: str) -> bool:
+        """Set the message of a QUEUED/RUNNING job (no status or progress change); False otherwise."""
+        values = _values(
+            queued=QUEUED, running=RUNNING, message=str(message)[:MAX_MESSAGE_LENGTH], now=self._now()
+        )
+        job = self._update(
+            job_id,
+            "SET message = :message, updated_at = :now",
+            "#status IN (:queued, :running)",
+            values,
+            attribute_names={"#status": "status"},
+        )
+        return job is not None
+
     def report_progress(self, job_id: str, progress: float, message: str) -> bool:
         """Write progress while RUNNING and not below the stored figure; False when refused."""
         values = _values(
@@ -604,18 +618,26 @@ class JobStore:
             raise StateConflict(f"a {self.get(job_id, consistent=True).status} job cannot succeed")
         return job
 
-    def fail(self, job_id: str, code: str, message: str) -> Job | None:
-        """CREATED/QUEUED/RUNNING -> FAILED with the error; None when the job is finished already.
+    def fail(
+        self,
+        job_id: str,
+        code: str,
+        message: str,
+        *,
+        from_states: tuple[str, ...] = (CREATED, QUEUED, RUNNING),
+    ) -> Job | None:
+        """CREATED/QUEUED/RUNNING (or only ``from_states``) -> FAILED with the error; None when
+        the job is in none of them (finished already, say).
 
         A CANCELLING job is left alone (None): the cancel finishes it, purging its prefix first.
         """
+        if not set(from_states) <= {CREATED, QUEUED, RUNNING}:
+            raise InvalidRequest("a job fails from CREATED, QUEUED or RUNNING only")
         error = {
             "code": _text(code, "error code", MAX_ERROR_CODE_LENGTH),
             "message": str(message)[:MAX_MESSAGE_LENGTH],
         }
-        job = self._finish(
-            job_id, (CREATED, QUEUED, RUNNING), FAILED, message="failed", extra={"error": error}
-        )
+        job = self._finish(job_id, from_states, FAILED, message="failed", extra={"error": error})
         if job is None:
             self.get(job_id, consistent=True)  # JobNotFound rather than None for a missing job
         return job

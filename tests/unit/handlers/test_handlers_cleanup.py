@@ -292,3 +292,23 @@ def test_reconcile_tries_every_job_and_then_reports_the_failures(
 )
 def test_a_container_exit_code_is_said_in_words(exit_code: Any, said: str) -> None:
     assert finishing.exit_description(exit_code) == said
+
+
+def test_reconcile_fails_a_created_job_whose_upload_never_came_and_purges_its_leftovers(world: World) -> None:
+    settings = world.deps.settings
+    window = settings.upload_url_expires_s + settings.upload_grace_s
+    abandoned = world.deps.jobs.create(OWNER).job_id
+    world.deps.s3.create_multipart_upload(Bucket=BUCKET, Key=f"jobs/{abandoned}/input/capture.zip")
+    world.clock.advance(window - 10)
+    recent = world.deps.jobs.create(OWNER).job_id  # its window is still open
+    world.clock.advance(11)
+
+    report = cleanup.reconcile(load_event("reconcile_scheduled.json"), CONTEXT)
+
+    assert report["expired"] == [abandoned]
+    job = world.job(abandoned)
+    assert job.status == "FAILED"
+    assert job.error["code"] == "upload_expired"
+    assert str(window) in job.error["message"]
+    assert world.deps.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert world.job(recent).status == "CREATED"

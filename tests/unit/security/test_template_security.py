@@ -18,6 +18,7 @@ FUNCTIONS = template.resources_of_type(SAM, template.FUNCTION_TYPES)
 STAR_RESOURCE_ACTIONS = frozenset(
     {
         "batch:DescribeJobs",
+        "batch:ListJobs",
         "logs:CreateLogDelivery",
         "logs:GetLogDelivery",
         "logs:UpdateLogDelivery",
