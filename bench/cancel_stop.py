@@ -23,11 +23,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from http import HTTPStatus
 from pathlib import Path
 
 from jobstate.stages import STAGE_NAMES
 from reconflow.cli import make_sample_capture
-from reconflow.client import ReconFlowClient
+from reconflow.client import ApiError, ReconFlowClient
 from reconflow.local.probe import JobObserver, wait_until
 from reconflow.local.stack import LocalStack, StackSettings
 
@@ -59,10 +60,17 @@ def cancel_in(stack: LocalStack, client: ReconFlowClient, capture: Path, stage: 
         interval_s=0.01,
     )
     time.sleep(max(0.0, began.at + CANCEL_AFTER_S - time.time()))
-    token = client.request_cancel(observer.job_id)["token"]
-    sent = time.time()
-    client.confirm_cancel(observer.job_id, token)
     run = wait_until(lambda: stack.executor.run_of(observer.job_id, stage), timeout_s=30)
+    try:
+        token = client.request_cancel(observer.job_id)["token"]
+        sent = time.time()
+        client.confirm_cancel(observer.job_id, token)
+    except ApiError as error:  # the last stage's work was over and the job SUCCEEDED already
+        if error.status != HTTPStatus.CONFLICT:
+            raise
+        wait_until(lambda: run.ended_at, timeout_s=60, interval_s=0.01)
+        final = observer.wait(120)
+        return Sample(stage, None, None, run.returncode, final["status"], stage_seconds(run.log_path))
     wait_until(lambda: run.ended_at, timeout_s=60, interval_s=0.01)
     final = observer.wait(120)
     stopped = run.stopped_at()
