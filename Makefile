@@ -50,6 +50,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/cold_start_and_purge.py
+	$(BIN)/python bench/cancel_stop.py
 
 clean:
 	rm -rf $(VENV) $(LAMBDA_VENV) .venv-tools .venv-localstack .pytest_cache .ruff_cache .aws-sam
