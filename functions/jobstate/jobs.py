@@ -127,6 +127,10 @@ def _error_code(error: ClientError) -> str:
 # --- what callers get back ------------------------------------------------------------------
 
 
+# Job item fields no caller sees: who owns it, its execution, and the capture object it accepted.
+INTERNAL_JOB_FIELDS = ("owner", "execution_arn", "capture_key", "capture_version")
+
+
 @dataclass(frozen=True)
 class Job:
     """A job item as callers see it (a docstring also spares dataclass an inspect.signature)."""
@@ -187,7 +191,7 @@ class Job:
     def to_public(self) -> dict[str, Any]:
         """The JSON-ready view a caller may see: no owner, execution ARN or table keys."""
         public = asdict(self)
-        for internal in ("owner", "execution_arn", "capture_key", "capture_version"):
+        for internal in INTERNAL_JOB_FIELDS:
             public.pop(internal)
         return public
 
