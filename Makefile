@@ -11,7 +11,14 @@ CONSOLE_SOURCES := console/index.html console/vite.config.js $(shell find consol
 # The browser tests drive Debian's Chromium (tests/e2e/console).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup console browser demo test test-localstack lint bench clean
+# The Lambda runtime's Python (template.yaml: python3.13) for `make test-lambda`.
+LAMBDA_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) python3.13)
+LAMBDA_VENV   := .venv-lambda313
+# The tests that need only the Lambda bundle (no torch, engine, CLI or local stack).
+LAMBDA_TESTS  := tests/unit/handlers tests/unit/jobstate tests/fuzz/test_fuzz_api.py \
+                 tests/fuzz/test_fuzz_upload_events.py tests/fuzz/test_fuzz_cleanup_events.py
+
+.PHONY: setup console browser demo test test-lambda test-localstack lint bench clean
 
 setup: $(STAMP) $(CONSOLE_BUILT)
 
@@ -41,6 +48,18 @@ demo: setup
 test: setup browser
 	$(BIN)/pytest
 
+# The functions' unit tests under the runtime that deploys, in a venv of the bundle's pins only.
+$(LAMBDA_VENV)/.installed: functions/requirements.txt requirements-lambda-test.txt constraints.txt
+	rm -rf $(LAMBDA_VENV)
+	$(LAMBDA_PYTHON) -m venv $(LAMBDA_VENV)
+	$(LAMBDA_VENV)/bin/pip install --quiet --upgrade pip
+	$(LAMBDA_VENV)/bin/pip install --quiet -c constraints.txt -r requirements-lambda-test.txt
+	touch $@
+
+test-lambda: $(LAMBDA_VENV)/.installed
+	PYTHONPATH=functions $(LAMBDA_VENV)/bin/python -c 'import sys; assert sys.version_info[:2] == (3, 13), sys.version'
+	PYTHONPATH=functions $(LAMBDA_VENV)/bin/pytest -q -p no:cacheprovider $(LAMBDA_TESTS)
+
 test-localstack: setup
 	bash scripts/localstack.sh test
 
@@ -52,6 +71,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/cold_start_and_purge.py
+	$(BIN)/python bench/cancel_stop.py
 
 clean:
-	rm -rf $(VENV) .venv-tools .venv-localstack .pytest_cache .ruff_cache .aws-sam console/node_modules console/dist
+	rm -rf $(VENV) $(LAMBDA_VENV) .venv-tools .venv-localstack .pytest_cache .ruff_cache .aws-sam console/node_modules console/dist

@@ -14,6 +14,11 @@
 Exit codes (``ExitCode``): 0 done; 1 the stage failed (``stage_failed`` recorded on the job);
 2 bad capture (the ``CaptureError``'s code recorded); 3 stopped (cancelled, terminated or not
 runnable): nothing more is written, the cancel's purge removes whatever a stage left in S3.
+
+Two ways a stop ends a stage: the engine's ``should_stop`` (a graceful stop between iterations)
+and a ``StopWatcher`` thread that asks every ``stop_poll_interval_s`` from the stage's first
+second and, once a stop is confirmed, ends the process at once with exit code 3 (``exit_process``)
+whatever the engine is doing: seconds of set-up, or a long library call that polls nothing.
 """
 
 from __future__ import annotations
@@ -48,11 +53,11 @@ from gpu_container.s3sync import (
     download_prefix,
     upload_folder,
 )
-from gpu_container.stop_poller import StopPoller
+from gpu_container.stop_poller import StopPoller, StopWatcher
 from jobstate import aws, layout
 from jobstate.errors import InvalidJobId, JobNotFound, StateConflict
 from jobstate.ids import parse_job_id
-from jobstate.jobs import JobStore
+from jobstate.jobs import Job, JobStore
 from jobstate.progress import ThrottledProgress
 from jobstate.settings import Settings
 from jobstate.stages import STAGE_NAMES
@@ -169,6 +174,7 @@ class StageRunner:
         core_settings: Settings | None = None,
         stage_functions: dict[str, StageFunction] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        exit_process: Callable[[int], None] = os._exit,
     ) -> None:
         self.core_settings = core_settings or Settings()
         self.settings = settings or RunnerSettings()
@@ -178,6 +184,7 @@ class StageRunner:
         self.device = device or default_device()
         self.stage_functions = stage_functions or {}
         self.clock = clock
+        self.exit_process = exit_process
         self.terminated = False  # set by SIGTERM: stop like a cancel, write nothing more
 
     # -- one stage -------------------------------------------------------------------------------
@@ -208,8 +215,20 @@ class StageRunner:
         )
         log.info("stage started", preset=job.preset, device=str(self.device))
         started = time.perf_counter()
+
+        def end_now() -> None:
+            log.info(
+                "stage stopped",
+                reason="stop confirmed; the stop watcher ends the process",
+                polls=poller.polls,
+            )
+            for handler in logging.getLogger().handlers:  # os._exit skips the interpreter's flushing
+                handler.flush()
+            self.exit_process(int(ExitCode.STOPPED))
+
         try:
-            figures = self._run_in_job_folder(job_id, stage, job.preset, poller, progress, log)
+            with StopWatcher(poller, end_now, interval_s=self.settings.stop_poll_interval_s):
+                figures = self._run_in_job_folder(job, stage, poller, progress, log)
         except (StageCancelled, TransferStoppedError) as stop:
             log.info("stage stopped", reason=str(stop), polls=poller.polls)
             return ExitCode.STOPPED
@@ -229,20 +248,15 @@ class StageRunner:
         return ExitCode.OK
 
     def _run_in_job_folder(
-        self,
-        job_id: str,
-        stage: str,
-        preset: str,
-        poller: StopPoller,
-        progress: ThrottledProgress,
-        log: _StageLog,
+        self, job: Job, stage: str, poller: StopPoller, progress: ThrottledProgress, log: _StageLog
     ) -> dict:
         """Download, run the engine, publish unless stopped, report the end; the stage's figures."""
+        job_id = job.job_id
         with self._job_folder(job_id) as job_dir:
-            self._download(job_id, stage, job_dir, log)
+            self._download(job, stage, job_dir, log)
             context = StageContext(
                 job_dir=job_dir,
-                preset=preset,
+                preset=job.preset,
                 device=self.device,
                 seed=self.settings.seed,
                 on_progress=lambda fraction, message: progress(
@@ -277,13 +291,25 @@ class StageRunner:
     def _stage_function(self, stage: str) -> StageFunction:
         return self.stage_functions.get(stage) or engine_stage(stage)
 
-    def _download(self, job_id: str, stage: str, job_dir: Path, log: _StageLog) -> None:
+    def _download(self, job: Job, stage: str, job_dir: Path, log: _StageLog) -> None:
+        """The stage's inputs; the capture as the version accepted when the job was queued."""
         started = time.perf_counter()
         files = 0
+        job_id = job.job_id
         for source in STAGE_READS[stage]:
             prefix = source.prefix(job_id)
             folder = source.local_folder(job_dir, job_id)
-            if source.name is None:
+            if source == INPUT and job.capture_version is not None and job.capture_key:
+                name = job.capture_key.removeprefix(prefix)
+                files += download_key(
+                    self.s3,
+                    self.bucket,
+                    prefix + layout.check_name(name),
+                    folder / name,
+                    settings=self.settings.transfer,
+                    version_id=job.capture_version,
+                )
+            elif source.name is None:
                 files += len(
                     download_prefix(self.s3, self.bucket, prefix, folder, settings=self.settings.transfer)
                 )

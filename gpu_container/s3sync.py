@@ -118,9 +118,28 @@ def download_prefix(
 
 
 def download_key(
-    s3: Any, bucket: str, key: str, target: Path, *, settings: TransferSettings | None = None
+    s3: Any,
+    bucket: str,
+    key: str,
+    target: Path,
+    *,
+    settings: TransferSettings | None = None,
+    version_id: str | None = None,
 ) -> bool:
-    """Copy one object to ``target``; False (and nothing written) when there is no such key."""
+    """Copy one object to ``target``; False (and nothing written) when there is no such key.
+
+    With ``version_id`` that version is copied, whatever was written to the key since.
+    """
+    if version_id is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(
+            bucket,
+            key,
+            str(target),
+            ExtraArgs={"VersionId": version_id},
+            Config=(settings or TransferSettings()).transfer_config(),
+        )
+        return True
     for found in list_keys(s3, bucket, key):
         if found == key:
             target.parent.mkdir(parents=True, exist_ok=True)

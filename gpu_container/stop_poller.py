@@ -78,3 +78,38 @@ class StopPoller:
         self._errors = 0
         self._stopped = self._stopped or answer
         return self._stopped
+
+
+class StopWatcher:
+    """A thread that asks ``poller`` every ``interval_s`` and calls ``on_stop`` once it says stop.
+
+    The engine's own ``should_stop`` checks give a graceful stop between two iterations; this one
+    ends the stage whatever the engine is doing (setting up for seconds, inside a long library
+    call), so a confirmed cancel stops the work within a second from the stage's first second.
+    """
+
+    def __init__(self, poller: StopPoller, on_stop: Callable[[], None], *, interval_s: float) -> None:
+        self._poller = poller
+        self._on_stop = on_stop
+        self._interval_s = interval_s
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="stop-watcher", daemon=True)
+
+    def __enter__(self) -> StopWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=self._interval_s + 5)
+
+    def _watch(self) -> None:
+        while not self._done.wait(self._interval_s):
+            try:
+                stopped = self._poller.poll_now()
+            except Exception:  # too many failed checks in a row: the engine's next check raises it
+                logger.warning("stop watcher: check failed", exc_info=True)
+                continue
+            if stopped and not self._done.is_set():
+                self._on_stop()
+                return

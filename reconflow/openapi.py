@@ -31,7 +31,16 @@ from typing import Any
 from unittest import mock
 
 from jobstate.ids import JOB_ID_LENGTH, JOB_ID_PATTERN
-from jobstate.jobs import CANCELLED, CANCELLING, CREATED, MAX_NAME_LENGTH, MAX_TOKEN_LENGTH, STATUSES, Job
+from jobstate.jobs import (
+    CANCELLED,
+    CANCELLING,
+    CREATED,
+    INTERNAL_JOB_FIELDS,
+    MAX_NAME_LENGTH,
+    MAX_TOKEN_LENGTH,
+    STATUSES,
+    Job,
+)
 from jobstate.settings import Settings
 from jobstate.stages import DEFAULT_PRESET, PRESETS, STAGE_NAMES, STAGES
 
@@ -45,7 +54,6 @@ JSON = "application/json"
 REF = "#/components/schemas/"
 # Fields of a job body besides the job item's own: the links of a SUCCEEDED job.
 DOWNLOAD_FIELDS = ("downloads", "downloads_expire_in")
-INTERNAL_JOB_FIELDS = ("owner", "execution_arn")
 
 
 class RouteDrift(Exception):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Lints the infrastructure: cfn-lint and `sam validate --lint` on template.yaml, checkov on it
-# (findings suppressed only in the template, with a reason), and statelint on the ASL files.
+# (findings suppressed only in the template, with a reason), parliament on every IAM policy of the
+# SAM-transformed template (findings justified only in the template), and statelint on the ASL files.
 # The tools live in .venv-tools/ (two venvs: aws-sam-cli and checkov pin clashing boto3 versions),
 # installed from fully pinned files with --no-deps, and rebuilt only when a pin file changes.
 set -euo pipefail
@@ -46,6 +47,8 @@ echo "== sam validate --lint"
 "$TOOLS/sam/bin/sam" validate --lint --template-file template.yaml
 echo "== checkov"
 "$TOOLS/checkov/bin/checkov" --config-file scripts/checkov.yaml
+echo "== parliament (IAM policies of the transformed template)"
+.venv/bin/python -m reconflow.local.iam_lint
 echo "== statelint"
 "$TOOLS/sam/bin/statelint" statemachine/*.asl.json
 echo "lint-infra: all clean in $((SECONDS - started)) s"

@@ -8,6 +8,7 @@ raised anywhere below become ``{"error": {"code", "message"}}`` answers in ONE p
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from typing import Any
 
@@ -20,7 +21,7 @@ from handlers import deps
 from handlers.api_input import confirm_token, create_job_request, json_object, page_request
 from handlers.identity import MissingIdentityError, caller
 from handlers.links import download_links, upload_form
-from handlers.observability import count, logger, metrics, tracer
+from handlers.observability import count, logger, metrics
 from jobstate.errors import InvalidJobId, InvalidRequest, JobNotFound, JobStateError, StateConflict
 from jobstate.ids import parse_job_id
 from jobstate.jobs import iso_utc
@@ -36,6 +37,7 @@ STATUS_BY_ERROR: tuple[tuple[type[JobStateError], HTTPStatus], ...] = (
     (StateConflict, HTTPStatus.CONFLICT),  # CancelConflict included
 )
 CANCEL_REQUESTED = "cancel_requested"
+PAYLOAD_VERSION = "2.0"  # the only payload format the template's HttpApi sends
 
 
 def error_response(status: HTTPStatus, code: str, message: str) -> Response:
@@ -73,7 +75,6 @@ def _body() -> dict[str, Any]:
 
 
 @app.post("/jobs")
-@tracer.capture_method
 def create_job() -> tuple[dict[str, Any], int]:
     owner = caller(app.current_event.raw_event)
     request = create_job_request(_body())
@@ -86,7 +87,6 @@ def create_job() -> tuple[dict[str, Any], int]:
 
 
 @app.get("/jobs")
-@tracer.capture_method
 def list_jobs() -> dict[str, Any]:
     owner = caller(app.current_event.raw_event)
     d = deps.current()
@@ -96,7 +96,6 @@ def list_jobs() -> dict[str, Any]:
 
 
 @app.get("/jobs/<job_id>")
-@tracer.capture_method
 def get_job(job_id: str) -> dict[str, Any]:
     owner = caller(app.current_event.raw_event)
     d = deps.current()
@@ -110,7 +109,6 @@ def get_job(job_id: str) -> dict[str, Any]:
 
 
 @app.post("/jobs/<job_id>/cancel")
-@tracer.capture_method
 def request_cancel(job_id: str) -> tuple[dict[str, Any], int]:
     owner = caller(app.current_event.raw_event)
     job_id = parse_job_id(job_id)
@@ -126,7 +124,6 @@ def request_cancel(job_id: str) -> tuple[dict[str, Any], int]:
 
 
 @app.post("/jobs/<job_id>/cancel/confirm")
-@tracer.capture_method
 def confirm_cancel(job_id: str) -> tuple[dict[str, Any], int]:
     owner = caller(app.current_event.raw_event)
     job_id = parse_job_id(job_id)
@@ -136,10 +133,39 @@ def confirm_cancel(job_id: str) -> tuple[dict[str, Any], int]:
     return {"job_id": job.job_id, "status": job.status}, HTTPStatus.ACCEPTED.value
 
 
+def http_api_request_problem(event: Any) -> str | None:
+    """Why ``event`` is not an HTTP API payload 2.0 request (REST v1, a bare object...), or None."""
+    if not isinstance(event, dict):
+        return f"the event is a {type(event).__name__}, not an HTTP API request"
+    if event.get("version") != PAYLOAD_VERSION:
+        return "not an HTTP API payload 2.0 request"
+    context = event.get("requestContext")
+    if not isinstance(context, dict) or not isinstance(context.get("http"), dict):
+        return "the request has no requestContext.http"
+    http = context["http"]
+    if not isinstance(http.get("method"), str) or not isinstance(event.get("rawPath"), str):
+        return "the request has no method or path"
+    for name, kind in (("headers", dict), ("queryStringParameters", dict), ("pathParameters", dict)):
+        if event.get(name) is not None and not isinstance(event[name], kind):
+            return f"{name} is not an object"
+    if event.get("body") is not None and not isinstance(event["body"], str):
+        return "body is not a string"
+    return None
+
+
 @logger.inject_lambda_context(clear_state=True, correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    response = app.resolve(event, context)
+def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    problem = http_api_request_problem(event)
+    if problem is None:
+        response = app.resolve(event, context)
+    else:
+        logger.warning("not an HTTP API request; answered 400", extra={"reason": problem})
+        response = {
+            "statusCode": HTTPStatus.BAD_REQUEST.value,
+            "headers": {"Content-Type": content_types.APPLICATION_JSON},
+            "body": json.dumps({"error": {"code": InvalidRequest.code, "message": problem}}),
+            "isBase64Encoded": False,
+        }
     count(f"Api{response['statusCode'] // 100}xx")
     return response

@@ -4,32 +4,38 @@
     {"action": "cancel", "job_id": ...}
     {"action": "fail", "job_id": ..., "error": {"Error": ..., "Cause": ...}}
 or EventBridge's "Step Functions Execution Status Change" event (ABORTED / TIMED_OUT / FAILED;
-the execution's name is the job id) and ends the job the same way either way.
+the execution's name is the job id) and ends the job the same way either way. An event that no
+retry could make right (not an object, no ``detail``, a bad job id, an unknown action or job, an
+execution of another state machine) is dropped with a logged reason and the metric
+``CleanupEventsDropped``, never raised: Lambda would retry it and then dead-letter it. AWS errors
+still raise, so the event is delivered again.
 
 ``reconcile`` runs on a schedule because status-change events are best-effort: it finds jobs in
 CANCELLING or RUNNING (and QUEUED for longer than the grace) whose execution is no longer
 running and finishes them; a CANCELLING job whose execution still runs after the grace is
-stopped (StopExecution) and purged.
+stopped (StopExecution) and purged. It also fails CREATED jobs whose capture never came
+(``upload_expired``, after the upload window plus ``UPLOAD_GRACE_S``; what arrived is purged) and
+watches the stages waiting for a GPU instance (``handlers.capacity``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from itertools import chain
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers import deps
+from handlers.capacity import watch_capacity
 from handlers.executions import RUNNING as EXECUTION_RUNNING
 from handlers.executions import execution_arn, execution_status
-from handlers.finishing import cancel_job, describe_sfn_error, fail_job, finish_after_execution
-from handlers.observability import count, logger, metrics, tracer
-from jobstate.errors import InvalidJobId, InvalidRequest, JobNotFound
+from handlers.finishing import cancel_job, describe_sfn_error, expire_upload, fail_job, finish_after_execution
+from handlers.observability import count, logger, metrics
+from jobstate.errors import InvalidJobId, JobNotFound
 from jobstate.ids import parse_job_id
-from jobstate.jobs import CANCELLING, QUEUED, RUNNING, Job, iso_utc
+from jobstate.jobs import CANCELLING, CREATED, QUEUED, RUNNING, Job, iso_utc
 
 CANCEL = "cancel"
 FAIL = "fail"
@@ -47,50 +53,70 @@ class ReconcileIncompleteError(Exception):
     """Some jobs could not be reconciled this run (logged one by one); the next run tries again."""
 
 
-def _state_machine_input(event: dict[str, Any], d: deps.Deps) -> dict[str, Any]:
-    job_id = parse_job_id(event.get("job_id"))
+def _ignored(reason: str, **fields: Any) -> dict[str, Any]:
+    """Drop an event that no retry could make right: logged with the reason, answered, not raised
+    (a raise would make Lambda retry it, then dead-letter it)."""
+    logger.warning("cleanup event dropped", extra={"reason": reason, **fields})
+    count("CleanupEventsDropped")
+    return {"job_id": fields.get("job_id"), "status": None, "ignored": reason}
+
+
+def _state_machine_input(event: Mapping[str, Any], d: deps.Deps) -> dict[str, Any]:
+    try:
+        job_id = parse_job_id(event.get("job_id"))
+    except InvalidJobId:
+        return _ignored("cleanup input without a valid job id", job_id_given=str(event.get("job_id"))[:80])
     action = event.get("action")
-    if action == CANCEL:
-        return cancel_job(d, job_id)
-    if action == FAIL:
-        code, message = describe_sfn_error(event.get("error"))
-        return fail_job(d, job_id, code, message)
-    raise InvalidRequest(f"unknown cleanup action {str(action)[:40]!r}")
+    try:
+        if action == CANCEL:
+            return cancel_job(d, job_id)
+        if action == FAIL:
+            code, message = describe_sfn_error(event.get("error"))
+            return fail_job(d, job_id, code, message)
+    except JobNotFound:
+        return _ignored("cleanup input for an unknown job", job_id=job_id)
+    return _ignored(f"unknown cleanup action {str(action)[:40]!r}", job_id=job_id)
 
 
-def _status_change(event: EventBridgeEvent, d: deps.Deps) -> dict[str, Any]:
-    detail = event.detail
+def _status_change(event: Mapping[str, Any], d: deps.Deps) -> dict[str, Any]:
+    detail = event.get("detail")
+    if not isinstance(detail, Mapping):
+        return _ignored("status change without a detail object")
+    machine = detail.get("stateMachineArn")
+    if machine != d.settings.state_machine_arn:
+        # Another state machine's execution may carry a job's id as its name: not ours to finish.
+        return _ignored("status change of another state machine", state_machine=str(machine)[:300])
     status = str(detail.get("status"))
     try:
         job_id = parse_job_id(detail.get("name"))
     except InvalidJobId:
-        logger.warning(
-            "execution not named after a job; ignored", extra={"execution_name": str(detail.get("name"))}
-        )
-        return {"job_id": None, "status": None, "ignored": "not a job execution"}
+        return _ignored("execution not named after a job", execution_name=str(detail.get("name"))[:80])
     if status not in ENDED_BADLY:
         return {"job_id": job_id, "status": None, "ignored": f"execution {status}"}
+    error, cause = (detail.get(name) for name in ("error", "cause"))
     try:
-        return finish_after_execution(d, job_id, status, detail.get("error"), detail.get("cause"))
+        return finish_after_execution(
+            d, job_id, status, *(str(text) if text is not None else None for text in (error, cause))
+        )
     except JobNotFound:
-        logger.warning("status change for an unknown job; ignored", extra={"job_id": job_id})
-        return {"job_id": job_id, "status": None, "ignored": "no such job"}
+        return _ignored("status change for an unknown job", job_id=job_id)
 
 
-def process_cleanup(event: dict[str, Any], d: deps.Deps | None = None) -> dict[str, Any]:
-    """Dispatch on the event's shape; see the module docstring."""
+def process_cleanup(event: Any, d: deps.Deps | None = None) -> dict[str, Any]:
+    """Dispatch on the event's shape (see the module docstring); anything else is dropped, logged."""
     d = d or deps.current()
+    if not isinstance(event, Mapping):
+        return _ignored(f"event is a {type(event).__name__}, not an object")
     if "action" in event:
         return _state_machine_input(event, d)
     if event.get("source") == SFN_SOURCE and event.get("detail-type") == STATUS_CHANGE_DETAIL_TYPE:
-        return _status_change(EventBridgeEvent(event), d)
-    raise InvalidRequest("neither a cleanup action nor a Step Functions status change")
+        return _status_change(event, d)
+    return _ignored("neither a cleanup action nor a Step Functions status change")
 
 
 @logger.inject_lambda_context(clear_state=True, correlation_id_path="id || job_id")
-@tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     count("CleanupInvocations")
     return process_cleanup(event)
 
@@ -104,6 +130,9 @@ class ReconcileReport:
     finished: list[dict[str, Any]] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)  # CREATED jobs whose upload never came
+    gpu_waiting: list[str] = field(default_factory=list)  # told they wait for a GPU instance
+    no_gpu_capacity: list[str] = field(default_factory=list)  # failed: waited too long
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,6 +174,21 @@ def reconcile_jobs(d: deps.Deps | None = None) -> ReconcileReport:
         except Exception:
             logger.exception("job not reconciled", extra={"job_id": job.job_id})
             report.errors.append(job.job_id)
+    expiry_cutoff = d.clock() - d.settings.upload_url_expires_s - d.settings.upload_grace_s
+    for job in d.jobs.list_by_status(CREATED, updated_before=expiry_cutoff):
+        report.checked += 1
+        try:
+            if expire_upload(d, job.job_id)["status"] == "FAILED":
+                report.expired.append(job.job_id)
+        except Exception:
+            logger.exception("expired upload not finished", extra={"job_id": job.job_id})
+            report.errors.append(job.job_id)
+    try:
+        capacity = watch_capacity(d)
+        report.gpu_waiting, report.no_gpu_capacity = capacity.waiting, capacity.failed
+    except Exception:
+        logger.exception("GPU capacity not checked")
+        report.errors.append("capacity")
     count("ReconcileChecked", report.checked)
     count("ReconcileFinished", len(report.finished))
     count("ReconcileErrors", len(report.errors))
@@ -153,7 +197,6 @@ def reconcile_jobs(d: deps.Deps | None = None) -> ReconcileReport:
 
 
 @logger.inject_lambda_context(clear_state=True, correlation_id_path="id")
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def reconcile(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = reconcile_jobs()

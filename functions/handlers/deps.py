@@ -36,10 +36,11 @@ class Deps:
         jobs: JobStore | None = None,
         s3: Any = None,
         sfn: Any = None,
+        batch: Any = None,
     ) -> None:
         self.settings = settings or Settings()
         self.clock = clock
-        for name, given in (("jobs", jobs), ("s3", s3), ("sfn", sfn)):
+        for name, given in (("jobs", jobs), ("s3", s3), ("sfn", sfn), ("batch", batch)):
             if given is not None:
                 self.__dict__[name] = given  # takes the place of the cached property
 
@@ -54,6 +55,10 @@ class Deps:
     @cached_property
     def sfn(self) -> Any:
         return aws.client("stepfunctions", self.settings)
+
+    @cached_property
+    def batch(self) -> Any:
+        return aws.client("batch", self.settings)
 
 
 def build(settings: Settings | None = None, *, clock: Callable[[], float] = time.time) -> Deps:

@@ -7,6 +7,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from jobstate.settings import Settings
+
 EXECUTION_ALREADY_EXISTS = "ExecutionAlreadyExists"
 EXECUTION_DOES_NOT_EXIST = "ExecutionDoesNotExist"
 RUNNING = "RUNNING"
@@ -24,13 +26,24 @@ def execution_arn(state_machine_arn: str, name: str) -> str:
     return f"{prefix}:execution:{machine}:{name}"
 
 
+def execution_input(job_id: str, bucket: str, input_key: str, settings: Settings) -> dict[str, Any]:
+    """The state machine's input: the job, its capture, and the limits the definition reads
+    (``limits.stage_time_limit_s``: each stage's TimeoutSecondsPath)."""
+    return {
+        "job_id": job_id,
+        "bucket": bucket,
+        "input_key": input_key,
+        "limits": {"stage_time_limit_s": settings.stage_time_limit_s},
+    }
+
+
 def start_job_execution(
-    sfn: Any, state_machine_arn: str, job_id: str, bucket: str, input_key: str
+    sfn: Any, state_machine_arn: str, job_id: str, bucket: str, input_key: str, settings: Settings
 ) -> tuple[str, bool]:
     """StartExecution named after the job; ``(arn, True)`` when this call started it, ``(arn, False)``
     when an execution of that name exists already (a duplicate or concurrent delivery).
     """
-    payload = json.dumps({"job_id": job_id, "bucket": bucket, "input_key": input_key}, separators=(",", ":"))
+    payload = json.dumps(execution_input(job_id, bucket, input_key, settings), separators=(",", ":"))
     try:
         started = sfn.start_execution(stateMachineArn=state_machine_arn, name=job_id, input=payload)
     except ClientError as error:

@@ -9,11 +9,12 @@ writer may have left).
 from __future__ import annotations
 
 import json
+import signal
 from typing import Any
 
 from handlers.deps import Deps
 from handlers.observability import count, logger
-from jobstate.jobs import CANCELLED, CANCELLING, QUEUED, RUNNING, Job
+from jobstate.jobs import CANCELLED, CANCELLING, CREATED, QUEUED, RUNNING, Job
 from jobstate.purge import purge_job
 
 # A job in one of these may be cancelled (purge + CANCELLED).
@@ -26,6 +27,9 @@ CODE_BY_SFN_ERROR: dict[str, str] = {
     "States.HeartbeatTimeout": "stage_timed_out",
 }
 DEFAULT_FAILURE_CODE = "pipeline_failed"
+UPLOAD_EXPIRED = "upload_expired"
+# A process ended by signal N exits 128 + N in a container (the shell's and Docker's convention).
+SIGNAL_EXIT_BASE = 128
 CODE_BY_EXECUTION_STATUS: dict[str, str] = {
     "ABORTED": "execution_aborted",
     "TIMED_OUT": "execution_timed_out",
@@ -52,6 +56,20 @@ def cancel_job(d: Deps, job_id: str) -> dict[str, Any]:
     return outcome(job, purged=report.as_dict())
 
 
+def expire_upload(d: Deps, job_id: str) -> dict[str, Any]:
+    """A CREATED job whose capture never came: purge what part of it arrived, then FAILED
+    ``upload_expired`` (a job that moved on meanwhile is left as it is)."""
+    window = d.settings.upload_url_expires_s + d.settings.upload_grace_s
+    message = f"no capture arrived within {window} s of the job's creation"
+    failed = d.jobs.fail(job_id, UPLOAD_EXPIRED, message, from_states=(CREATED,))
+    if failed is None:  # the capture came after all: the pipeline has it
+        return outcome(d.jobs.get(job_id, consistent=True))
+    report = purge_job(d.s3, d.settings.bucket_name, job_id)
+    count("UploadExpired")
+    logger.info("upload expired", extra={"job_id": job_id, "purged": report.as_dict()})
+    return outcome(failed, purged=report.as_dict())
+
+
 def fail_job(d: Deps, job_id: str, code: str, message: str) -> dict[str, Any]:
     """FAILED with the error; a CANCELLING job is cancelled instead; a finished one is left alone."""
     job = d.jobs.get(job_id, consistent=True)
@@ -72,6 +90,19 @@ def fail_job(d: Deps, job_id: str, code: str, message: str) -> dict[str, Any]:
 def _field(document: dict[str, Any], name: str) -> Any:
     """``name`` in Step Functions' PascalCase, or in Batch's own camelCase."""
     return document.get(name, document.get(name[0].lower() + name[1:]))
+
+
+def exit_description(exit_code: Any) -> str:
+    """``exit code 1``; a container killed by a signal exits 128 + its number, said in words:
+    ``stage process killed by SIGKILL (exit 137)``."""
+    if exit_code is None:
+        return ""
+    try:
+        number = int(exit_code)
+        name = signal.Signals(number - SIGNAL_EXIT_BASE).name if number > SIGNAL_EXIT_BASE else None
+    except (TypeError, ValueError):
+        return f"exit code {str(exit_code)[:20]}"
+    return f"stage process killed by {name} (exit {number})" if name else f"exit code {number}"
 
 
 def describe_sfn_error(error: Any) -> tuple[str, str]:
@@ -95,7 +126,7 @@ def describe_sfn_error(error: Any) -> tuple[str, str]:
         exit_code = _field(container, "ExitCode")
         parts = [
             str(_field(described, "StatusReason") or ""),
-            f"exit code {exit_code}" if exit_code is not None else "",
+            exit_description(exit_code),
             str(_field(container, "Reason") or ""),
         ]
         reason = "; ".join(part for part in parts if part)

@@ -35,6 +35,7 @@ class Upload:
     key: str  # decoded
     size: int | None
     uploader: str  # the principal that wrote the object, as S3 reports it
+    version: str | None = None  # the object's S3 version id (a versioned bucket)
 
 
 def _size(value: Any) -> int | None:
@@ -44,6 +45,11 @@ def _size(value: Any) -> int | None:
         return None
 
 
+def _version(value: Any) -> str | None:
+    """An S3 version id as notifications carry it; "null" (an unversioned write) counts as none."""
+    return value if isinstance(value, str) and value and value != "null" and len(value) <= 1024 else None
+
+
 def _from_eventbridge(event: Mapping[str, Any]) -> Iterator[Upload]:
     detail = S3EventBridgeNotificationEvent(dict(event)).detail
     yield Upload(
@@ -51,6 +57,7 @@ def _from_eventbridge(event: Mapping[str, Any]) -> Iterator[Upload]:
         key=detail.object.key,  # the data class decodes it
         size=_size(detail.object.get("size")),
         uploader=detail.get("requester") or UNKNOWN_UPLOADER,
+        version=_version(detail.object.get("version-id")),
     )
 
 
@@ -65,6 +72,7 @@ def _from_s3_record(raw: Mapping[str, Any]) -> Iterator[Upload]:
         key=unquote_plus(s3.get_object.key),
         size=_size(s3.get_object.get("size")),
         uploader=(record.get("userIdentity") or {}).get("principalId") or UNKNOWN_UPLOADER,
+        version=_version(s3.get_object.get("versionId")),
     )
 
 

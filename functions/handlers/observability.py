@@ -1,23 +1,23 @@
-"""Logger, Tracer and Metrics shared by every handler (one instance each per process).
+"""Logger and Metrics shared by every handler (one instance each per process).
 
-The template sets ``POWERTOOLS_SERVICE_NAME`` and ``POWERTOOLS_METRICS_NAMESPACE``; the defaults
-here only keep a handler usable when it runs without them (a test, a script).
+No in-code tracing: the functions run with Lambda's active tracing (``Tracing: Active``), which
+records each invocation without any SDK in the bundle. powertools' Tracer would import the
+X-Ray SDK (in maintenance mode since 2026-02-25, unsupported from 2027-02-25), and with it
+add about half of a cold start. The template sets ``POWERTOOLS_SERVICE_NAME`` and
+``POWERTOOLS_METRICS_NAMESPACE``; the defaults here keep a handler usable without them.
 """
 
 from __future__ import annotations
 
 import os
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "reconflow")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ReconFlow")
 
 logger = Logger(service=SERVICE)
-# Only botocore is patched (the AWS calls are what a trace should show); patch_all would import
-# the patchers of a dozen libraries these functions never use.
-tracer = Tracer(service=SERVICE, patch_modules=("botocore",))
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 

@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from handlers import deps
 from handlers.executions import start_job_execution
 from handlers.notifications import Upload, uploads_in
-from handlers.observability import count, logger, metrics, tracer
+from handlers.observability import count, logger, metrics
 from jobstate.errors import JobNotFound, JobStateError, StateConflict
 from jobstate.jobs import CREATED, QUEUED, Job
 from jobstate.layout import INPUT, parse_key
@@ -92,15 +92,19 @@ def handle_upload(d: deps.Deps, upload: Upload) -> Handled:
         d.jobs.fail(job.job_id, UPLOAD_TOO_LARGE, f"{key.rest} is {upload.size} bytes; the limit is {limit}")
         return Handled(upload.key, REJECTED, job.job_id, f"{upload.size} bytes > {limit}")
 
-    if job.status == CREATED and not d.jobs.mark_queued(job.job_id):
+    if job.status == CREATED and not d.jobs.mark_queued(
+        job.job_id, capture_key=upload.key, capture_version=upload.version
+    ):
         job = d.jobs.get(job.job_id, consistent=True)  # someone else moved it: queued, or cancelled/failed
         if job.status != QUEUED:
             return Handled(upload.key, IGNORED, job.job_id, f"job is {job.status} already")
+    elif job.status == QUEUED and not job.capture_key:  # made QUEUED from this upload (no API job)
+        d.jobs.set_capture(job.job_id, upload.key, upload.version)
     if job.execution_arn:
         return Handled(upload.key, DUPLICATE, job.job_id, "execution recorded already")
 
     arn, started = start_job_execution(
-        d.sfn, d.settings.state_machine_arn, job.job_id, upload.bucket, upload.key
+        d.sfn, d.settings.state_machine_arn, job.job_id, upload.bucket, upload.key, d.settings
     )
     d.jobs.set_execution(job.job_id, arn)
     return Handled(upload.key, STARTED if started else DUPLICATE, job.job_id, arn)
@@ -129,7 +133,6 @@ def process_event(event: Any, d: deps.Deps | None = None) -> list[Handled]:
 
 
 @logger.inject_lambda_context(clear_state=True, correlation_id_path=CORRELATION_ID_PATH)
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     count("UploadEvents")

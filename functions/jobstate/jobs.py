@@ -28,6 +28,7 @@ from botocore.exceptions import ClientError
 
 from jobstate import aws
 from jobstate.errors import CancelConflict, InvalidRequest, JobNotFound, StateConflict
+from jobstate.events import StatusEvents
 from jobstate.ids import new_job_id, parse_job_id
 from jobstate.settings import Settings
 from jobstate.stages import DEFAULT_PRESET, PRESETS, stage_named
@@ -126,6 +127,10 @@ def _error_code(error: ClientError) -> str:
 # --- what callers get back ------------------------------------------------------------------
 
 
+# Job item fields no caller sees: who owns it, its execution, and the capture object it accepted.
+INTERNAL_JOB_FIELDS = ("owner", "execution_arn", "capture_key", "capture_version")
+
+
 @dataclass(frozen=True)
 class Job:
     """A job item as callers see it (a docstring also spares dataclass an inspect.signature)."""
@@ -148,6 +153,10 @@ class Job:
     error: dict[str, str] | None = None
     # A cancelled job: what the purge deleted (objects, versions, delete_markers, ...).
     purged: dict[str, int] | None = field(default=None)
+    # The capture accepted when the job was queued: its key and S3 version (the stages read that
+    # version, so a later overwrite of input/ changes nothing).
+    capture_key: str | None = None
+    capture_version: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -175,12 +184,14 @@ class Job:
             result=item.get("result"),
             error=item.get("error"),
             purged={k: int(v) for k, v in item["purged"].items()} if item.get("purged") else None,
+            capture_key=item.get("capture_key"),
+            capture_version=item.get("capture_version"),
         )
 
     def to_public(self) -> dict[str, Any]:
         """The JSON-ready view a caller may see: no owner, execution ARN or table keys."""
         public = asdict(self)
-        for internal in ("owner", "execution_arn"):
+        for internal in INTERNAL_JOB_FIELDS:
             public.pop(internal)
         return public
 
@@ -199,7 +210,11 @@ class CancelRequest:
 
 
 class JobStore:
-    """The jobs table. ``clock`` returns epoch seconds; tests pass a fake one to expire flags."""
+    """The jobs table. ``clock`` returns epoch seconds; tests pass a fake one to expire flags.
+
+    Every status change it writes (and every stage start) is announced through ``events``
+    (``ReconFlow Job Status Change`` on EventBridge), after the write and without failing it.
+    """
 
     def __init__(
         self,
@@ -208,11 +223,13 @@ class JobStore:
         dynamodb: Any = None,
         clock: Callable[[], float] = time.time,
         settings: Settings | None = None,
+        events: StatusEvents | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.table_name = table_name or self.settings.table_name
         self._db = dynamodb if dynamodb is not None else aws.client("dynamodb", self.settings)
         self._clock = clock
+        self.events = events if events is not None else StatusEvents(self.settings)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -350,9 +367,32 @@ class JobStore:
             raise
         return job
 
-    def mark_queued(self, job_id: str) -> bool:
-        """CREATED -> QUEUED (the capture arrived); False when the job was not CREATED."""
-        return self._transition(job_id, (CREATED,), QUEUED, message="queued") is not None
+    def mark_queued(
+        self, job_id: str, *, capture_key: str | None = None, capture_version: str | None = None
+    ) -> bool:
+        """CREATED -> QUEUED (the capture arrived); False when the job was not CREATED.
+
+        ``capture_key``/``capture_version`` record the object accepted (the stages read that version).
+        """
+        capture = {"capture_key": capture_key} if capture_key else {}
+        if capture_key and capture_version:
+            capture["capture_version"] = capture_version
+        return self._transition(job_id, (CREATED,), QUEUED, message="queued", extra=capture) is not None
+
+    def set_capture(self, job_id: str, capture_key: str, capture_version: str | None) -> None:
+        """Record the accepted capture of a QUEUED job that has none yet (made QUEUED by an upload)."""
+        values = {"key": capture_key}
+        update = "SET capture_key = :key"
+        if capture_version:
+            update += ", capture_version = :version"
+            values["version"] = capture_version
+        self._update(
+            job_id,
+            update,
+            "#status = :queued AND attribute_not_exists(capture_key)",
+            _values(queued=QUEUED, **values),
+            attribute_names={"#status": "status"},
+        )
 
     def set_execution(self, job_id: str, execution_arn: str) -> None:
         """Record the Step Functions execution running the job."""
@@ -395,11 +435,26 @@ class JobStore:
             ):
                 job = self._update(job_id, update, condition, values, attribute_names={"#status": "status"})
                 if job is not None:
+                    self.events.publish(job)
                     return job
             current = self.get(job_id, consistent=True)
             if current.status not in ACTIVE:
                 raise StateConflict(f"job is {current.status}, not QUEUED or RUNNING")
         raise StateConflict("job changed while its stage began; try again")
+
+    def note(self, job_id: str, message: str) -> bool:
+        """Set the message of a QUEUED/RUNNING job (no status or progress change); False otherwise."""
+        values = _values(
+            queued=QUEUED, running=RUNNING, message=str(message)[:MAX_MESSAGE_LENGTH], now=self._now()
+        )
+        job = self._update(
+            job_id,
+            "SET message = :message, updated_at = :now",
+            "#status IN (:queued, :running)",
+            values,
+            attribute_names={"#status": "status"},
+        )
+        return job is not None
 
     def report_progress(self, job_id: str, progress: float, message: str) -> bool:
         """Write progress while RUNNING and not below the stored figure; False when refused."""
@@ -519,7 +574,9 @@ class JobStore:
             if _error_code(error) != _TRANSACTION_CANCELLED:
                 raise
             return self._explain_refused_confirm(job_id, owner, token, error)
-        return self.get(job_id, consistent=True)
+        job = self.get(job_id, consistent=True)
+        self.events.publish(job)
+        return job
 
     def _explain_refused_confirm(self, job_id: str, owner: str, token: str, error: ClientError) -> Job:
         item = self._get_item(job_id, JOB_SK, consistent=True)
@@ -564,18 +621,26 @@ class JobStore:
             raise StateConflict(f"a {self.get(job_id, consistent=True).status} job cannot succeed")
         return job
 
-    def fail(self, job_id: str, code: str, message: str) -> Job | None:
-        """CREATED/QUEUED/RUNNING -> FAILED with the error; None when the job is finished already.
+    def fail(
+        self,
+        job_id: str,
+        code: str,
+        message: str,
+        *,
+        from_states: tuple[str, ...] = (CREATED, QUEUED, RUNNING),
+    ) -> Job | None:
+        """CREATED/QUEUED/RUNNING (or only ``from_states``) -> FAILED with the error; None when
+        the job is in none of them (finished already, say).
 
         A CANCELLING job is left alone (None): the cancel finishes it, purging its prefix first.
         """
+        if not set(from_states) <= {CREATED, QUEUED, RUNNING}:
+            raise InvalidRequest("a job fails from CREATED, QUEUED or RUNNING only")
         error = {
             "code": _text(code, "error code", MAX_ERROR_CODE_LENGTH),
             "message": str(message)[:MAX_MESSAGE_LENGTH],
         }
-        job = self._finish(
-            job_id, (CREATED, QUEUED, RUNNING), FAILED, message="failed", extra={"error": error}
-        )
+        job = self._finish(job_id, from_states, FAILED, message="failed", extra={"error": error})
         if job is None:
             self.get(job_id, consistent=True)  # JobNotFound rather than None for a missing job
         return job
@@ -664,7 +729,10 @@ class JobStore:
         values = _values(to=to_status, message=message, now=self._now(), **placeholders, **extra)
         names = {"#status": "status"} | {f"#{name}": name for name in extra}
         condition = "#status IN ({})".format(", ".join(f":{p}" for p in placeholders))
-        return self._update(job_id, "SET " + ", ".join(assignments), condition, values, attribute_names=names)
+        job = self._update(job_id, "SET " + ", ".join(assignments), condition, values, attribute_names=names)
+        if job is not None:
+            self.events.publish(job)
+        return job
 
     def _finish(
         self,

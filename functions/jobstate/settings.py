@@ -44,3 +44,19 @@ class Settings:
     cancel_grace_s: int = field(default_factory=lambda: _int("CANCEL_GRACE_S", 120))
     # AWS calls: attempts per call in botocore's standard retry mode (backoff with jitter).
     aws_max_attempts: int = field(default_factory=lambda: _int("AWS_MAX_ATTEMPTS", 8))
+    # Uploads that never come: a CREATED job fails ``upload_expired`` this long after its upload
+    # form expired (the form's lifetime plus this grace), and whatever part of it arrived is purged.
+    upload_grace_s: int = field(default_factory=lambda: _int("UPLOAD_GRACE_S", 3600))
+    # GPU capacity: a stage's Batch job still SUBMITTED/PENDING/RUNNABLE/STARTING this long after it
+    # was submitted fails the job ``no_gpu_capacity`` (and the Batch job is terminated).
+    gpu_wait_timeout_s: int = field(default_factory=lambda: _int("GPU_WAIT_TIMEOUT_S", 900))
+    # Each stage's limit in the state machine, covering the wait for an instance and the run
+    # (Batch's attempt duration counts only RUNNING time): passed in the execution's input.
+    stage_time_limit_s: int = field(default_factory=lambda: _int("STAGE_TIME_LIMIT_S", 5400))
+    # The stages' Batch queue (the capacity watch lists its waiting jobs).
+    job_queue: str = field(default_factory=lambda: os.environ.get("JOB_QUEUE", ""))
+    # Job status events on EventBridge: the bus, the source, and attempts per PutEvents (backoff
+    # with jitter); a publish that still fails is logged and never fails the status change.
+    event_bus_name: str = field(default_factory=lambda: os.environ.get("EVENT_BUS_NAME", "default"))
+    event_source: str = field(default_factory=lambda: os.environ.get("EVENT_SOURCE", "reconflow"))
+    event_publish_attempts: int = field(default_factory=lambda: _int("EVENT_PUBLISH_ATTEMPTS", 3))

@@ -82,6 +82,21 @@ def package(
 ) -> dict[str, Any]:
     """A plain copy of the template as ``sam package`` leaves it: local ``CodeUri``s point at uploaded
     archives, and a state machine's local ``DefinitionUri`` is inlined as its ``Definition``."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("LOCAL_STACK.txt", "The local stack runs the handlers from the source tree.\n")
+    s3.create_bucket(Bucket=code_bucket)
+    packaged, code_keys = package_offline(sam_template, template_dir, code_bucket)
+    for key in code_keys:
+        s3.put_object(Bucket=code_bucket, Key=key, Body=archive.getvalue())
+    return packaged
+
+
+def package_offline(
+    sam_template: dict[str, Any], template_dir: Path, code_bucket: str = CODE_BUCKET
+) -> tuple[dict[str, Any], list[str]]:
+    """``package`` without the uploads: the packaged template and the code keys it points at
+    (what the IAM lint transforms, with no S3 to upload to)."""
     packaged = json.loads(json.dumps(sam_template))  # cfn-lint's node types -> plain data
     for resource in packaged.get("Resources", {}).values():
         properties = resource.get("Properties", {})
@@ -94,10 +109,7 @@ def package(
             properties["Definition"] = json.loads(
                 (template_dir / properties.pop("DefinitionUri")).read_text()
             )
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as bundle:
-        bundle.writestr("LOCAL_STACK.txt", "The local stack runs the handlers from the source tree.\n")
-    s3.create_bucket(Bucket=code_bucket)
+    code_keys: list[str] = []
     places = [packaged.get("Globals", {}).get("Function", {})]
     places += [
         resource.get("Properties", {})
@@ -107,10 +119,10 @@ def package(
     for properties in places:
         code_uri = properties.get("CodeUri")
         if isinstance(code_uri, str) and not code_uri.startswith("s3://"):
-            key = code_uri.strip("/").replace("/", "-") or "root"
-            s3.put_object(Bucket=code_bucket, Key=f"{key}.zip", Body=archive.getvalue())
-            properties["CodeUri"] = f"s3://{code_bucket}/{key}.zip"
-    return packaged
+            key = (code_uri.strip("/").replace("/", "-") or "root") + ".zip"
+            code_keys.append(key)
+            properties["CodeUri"] = f"s3://{code_bucket}/{key}"
+    return packaged, code_keys
 
 
 def to_cloudformation(sam_template: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:

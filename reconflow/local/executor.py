@@ -6,10 +6,14 @@ definition's command (``Ref::`` parameters substituted, ``python`` meaning this 
 the job definition's environment plus the overrides, ``AWS_BATCH_JOB_ID`` and the endpoint of the
 emulated AWS, then marks the job SUCCEEDED or FAILED from the exit code. ``TerminateJob`` (moto sets
 ``job.stop``) and the attempt timeout kill the process, as Batch would stop the container.
+
+A queue named in ``never_start_queues`` never gets an instance: its jobs stay RUNNABLE until
+they are terminated (what an account without GPU quota or Spot capacity looks like).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
@@ -28,6 +32,17 @@ from reconflow.local import moto_batch
 
 LOG = logging.getLogger(__name__)
 PYTHON_NAMES = frozenset({"python", "python3", "python3.11"})
+# Batch's status reason for a container that exited non-zero (its output is in the log, as in
+# CloudWatch, not in the reason).
+CONTAINER_EXITED = "Essential container in task exited"
+SIGNAL_EXIT_BASE = 128
+
+
+def container_exit_code(returncode: int | None) -> int | None:
+    """The exit code a container reports: a process killed by signal N exits 128 + N."""
+    if returncode is None or returncode >= 0:
+        return returncode
+    return SIGNAL_EXIT_BASE - returncode
 
 
 @dataclass(frozen=True)
@@ -36,8 +51,8 @@ class ExecutorSettings:
     poll_interval_s: float = 0.1
     # Seconds a terminated process gets between SIGTERM and SIGKILL.
     kill_grace_s: float = 2.0
-    # Characters of the process's output kept as the job's status reason when it fails.
-    reason_tail_chars: int = 400
+    # Job queues (names, fnmatch patterns) that never start a job: no GPU capacity.
+    never_start_queues: tuple[str, ...] = ()
     # ``python -m MODULE args`` runs as ``python -m {module_wrapper} MODULE args`` when set
     # (``reconflow.local.engine_profile``: smaller engine sizes for tests).
     module_wrapper: str | None = None
@@ -107,6 +122,7 @@ class ProcessExecutor:
     cwd: Path | None = None
     settings: ExecutorSettings = field(default_factory=ExecutorSettings)
     runs: list[JobRun] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # Batch job ids of a queue that never starts
     _processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -118,9 +134,25 @@ class ProcessExecutor:
 
     def start(self, job: Any) -> None:
         """Begin the job's attempt and run it on a thread; returns at once (SubmitJob does not wait)."""
+        if any(fnmatch.fnmatchcase(job.job_queue.name, p) for p in self.settings.never_start_queues):
+            self._hold(job)
+            return
         moto_batch.start_attempt(job)
         thread = threading.Thread(target=self._run, args=(job,), name=f"batch-{job.job_id[:8]}", daemon=True)
         thread.start()
+
+    def _hold(self, job: Any) -> None:
+        """Leave the job RUNNABLE (moto advances a job's status as it is described) until terminated."""
+        job._transitions = [("SUBMITTED", "PENDING"), ("PENDING", "RUNNABLE")]
+        with self._lock:
+            self.held.append(job.job_id)
+
+        def wait_for_terminate() -> None:
+            while not job.stop:
+                time.sleep(self.settings.poll_interval_s)
+            moto_batch.finish(job, success=False, reason=job.job_stopped_reason)
+
+        threading.Thread(target=wait_for_terminate, name=f"batch-held-{job.job_id[:8]}", daemon=True).start()
 
     def _run(self, job: Any) -> None:
         command = container_command(job, self.settings.module_wrapper)
@@ -152,8 +184,8 @@ class ProcessExecutor:
                 self._processes.pop(job.job_id, None)
             run.ended_at = time.time()
         success = run.returncode == 0 and not run.terminated
-        reason = None if success else (job.job_stopped_reason or self._reason(run))
-        moto_batch.finish(job, success=success, reason=reason, exit_code=run.returncode)
+        reason = None if success else (job.job_stopped_reason or CONTAINER_EXITED)
+        moto_batch.finish(job, success=success, reason=reason, exit_code=container_exit_code(run.returncode))
 
     def _wait(self, job: Any, process: subprocess.Popen) -> tuple[int, bool]:
         """Wait for the process; kill it on TerminateJob or when the attempt's time runs out."""
@@ -179,13 +211,6 @@ class ProcessExecutor:
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-    def _reason(self, run: JobRun) -> str:
-        try:
-            tail = run.log_path.read_text(errors="replace")[-self.settings.reason_tail_chars :]
-        except OSError:
-            tail = ""
-        return f"Essential container in task exited (exit code {run.returncode}): {tail.strip()}"
 
     def running(self) -> int:
         with self._lock:

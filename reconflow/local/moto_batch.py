@@ -13,7 +13,8 @@ Two gaps in moto's ``batch:submitJob.sync`` integration are closed while ``patch
 A third: moto's ``Job`` appends ``AWS_BATCH_JOB_ID`` to the submit-time environment overrides on
 every ``describe_jobs``, so a job polled by ``.sync`` every half second grows its description
 (and the task's output, which Step Functions limits to 256 KiB) without bound; the environment is
-built on a copy instead.
+built on a copy instead. A fourth: moto's full description drops the container's ``exitCode``
+(a failed task's Cause then cannot say how the container ended); it is put back.
 
 moto's no-Docker Batch backend (``BatchSimpleBackend``) marks every submitted job finished at once.
 With an ``executor``, ``submit_job`` creates and registers the ``moto.batch.models.Job`` as moto does
@@ -92,6 +93,18 @@ def _container_property(job: Job, name: str, default: Any) -> Any:
 _ORIGINAL_CONTAINER_PROPERTY = Job._get_container_property
 
 
+def _container_details(job: Job) -> dict[str, Any]:
+    """moto's container details, plus the ``exitCode`` Batch reports once the container stopped
+    (moto's ``describe`` replaces the short description's container, exit code included, with these)."""
+    details = _ORIGINAL_CONTAINER_DETAILS(job)
+    if job.exit_code is not None:
+        details["exitCode"] = job.exit_code
+    return details
+
+
+_ORIGINAL_CONTAINER_DETAILS = Job._container_details
+
+
 # --- running the jobs -------------------------------------------------------------------------
 
 
@@ -166,6 +179,7 @@ def patched(executor: Executor | None = None) -> Iterator[None]:
         (StateTaskServiceBatch, "_normalise_parameters", _normalise_parameters),
         (StateTaskServiceBatch, "_normalise_response", _normalise_response),
         (Job, "_get_container_property", _container_property),
+        (Job, "_container_details", _container_details),
     ]
     if executor is not None:
         replacements.append((BatchSimpleBackend, "submit_job", _submit_to(executor)))

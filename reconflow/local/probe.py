@@ -54,10 +54,11 @@ class JobObserver:
             str(job.get("message") or ""),
         )
         last = self.observations[-1] if self.observations else None
-        if last is None or (last.status, last.stage, last.progress) != (
+        if last is None or (last.status, last.stage, last.progress, last.message) != (
             seen.status,
             seen.stage,
             seen.progress,
+            seen.message,
         ):
             self.observations.append(seen)
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import signal
 import tempfile
+import threading
 import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -37,6 +39,7 @@ from reconflow.local import (
 )
 from reconflow.local.executor import ExecutorSettings, ProcessExecutor
 from reconflow.local.http_api import HttpApiGateway, Identity, Route
+from reconflow.local.job_events import JobEventLog
 from reconflow.local.lambdas import LambdaRuntime
 from reconflow.local.notifications import (
     NotificationPoller,
@@ -64,6 +67,9 @@ FAKE_CREDENTIALS = {
 POWERTOOLS_LOCAL = {"POWERTOOLS_TRACE_DISABLED": "true"}
 QUIET_POWERTOOLS = {"POWERTOOLS_LOG_LEVEL": "WARNING"}
 ENV_PREFIX = "RECONFLOW_LOCAL_"
+# Signals that stop the stack as Ctrl-C does (KeyboardInterrupt, then stop(): its stage processes
+# are killed, not orphaned against a dead endpoint). `kill PID` sends SIGTERM; a closed terminal SIGHUP.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 # Template parameters without a default. The image is this source tree (the executor runs the
 # stage runner from it) and the JWT authorizer is replaced by the development identity.
 LOCAL_PARAMETERS = {
@@ -143,12 +149,14 @@ class LocalStack:
         self.schedules: list[PeriodicInvoker] = []
         self.gateway: HttpApiGateway | None = None
         self.console: console_server.ConsoleServer | None = None
+        self.job_events: JobEventLog | None = None
         self.moto_url = ""
         self._server: Any = None
         self._moto_config_before: dict[str, Any] | None = None
         self._moto_global_cors_before: bool | None = None
         self._exits = ExitStack()
         self._saved_env: dict[str, str | None] = {}
+        self._saved_handlers: dict[int, Any] = {}
 
     # -- environment ------------------------------------------------------------------
 
@@ -365,9 +373,22 @@ class LocalStack:
             targets[route.route_key] = self.functions[logical]
         return routes, targets
 
+    def _stop_on_signals(self) -> None:
+        """SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread, as SIGINT does."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # handlers can be set only there; a stack in a thread is stopped by its owner
+        for number in STOP_SIGNALS:
+            self._saved_handlers[number] = signal.signal(number, signal.default_int_handler)
+
+    def _restore_signals(self) -> None:
+        for number, previous in self._saved_handlers.items():
+            signal.signal(number, previous)
+        self._saved_handlers.clear()
+
     def start(self) -> LocalStack:
         settings = self.settings
         try:
+            self._stop_on_signals()
             self._set_env(
                 {**FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": settings.region, "AWS_REGION": settings.region}
             )
@@ -406,6 +427,15 @@ class LocalStack:
                 self.client("sqs"), self.runtime, self._event_routes(deployment), settings.poller
             )
             self.poller.start()
+            from jobstate.settings import Settings
+
+            self.job_events = JobEventLog(
+                self.client("events"),
+                self.client("sqs"),
+                Settings().event_source,
+                work_dir / "job-events.log",
+            )
+            self.job_events.start()
             for arn in state_machines:
                 watcher = ExecutionStatusEvents(
                     self.client("stepfunctions"), self.client("events"), arn, settings.status_poll_interval_s
@@ -493,6 +523,8 @@ class LocalStack:
             schedule.stop()
         if self.poller is not None:
             self.poller.stop()
+        if self.job_events is not None:
+            self.job_events.stop()
         if self.executor is not None:
             self.executor.shutdown()
         self._exits.close()
@@ -512,6 +544,7 @@ class LocalStack:
             self._moto_config_before = None
         self._restore_env()
         self._reset_cached_clients()
+        self._restore_signals()
 
     def __enter__(self) -> LocalStack:
         return self.start()

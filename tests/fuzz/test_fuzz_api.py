@@ -170,3 +170,58 @@ def test_no_request_shows_or_changes_another_owners_job(fuzz_world: FuzzWorld, d
     if status == 201:
         assert caller is not None
         seeded.owner_of[answer["job_id"]] = caller
+
+
+# Events that are not an HTTP API 2.0 request, or one with parts missing or of the wrong type:
+# a REST API (v1) event, a direct invocation, any JSON value.
+REST_V1_EVENT = {
+    "resource": "/jobs/{job_id}",
+    "path": "/jobs/x",
+    "httpMethod": "GET",
+    "headers": {"Authorization": _bearer(OWNER_A)},
+    "requestContext": {"authorizer": {"claims": {"sub": OWNER_A}}, "httpMethod": "GET"},
+    "body": None,
+}
+EVENT_PARTS = ["version", "routeKey", "rawPath", "requestContext", "headers", "body", "pathParameters"]
+CONTEXT_PARTS = ["http", "authorizer", "requestId", "routeKey"]
+
+
+@st.composite
+def damaged_api_events(draw: st.DrawFn) -> Any:
+    kind = draw(st.sampled_from(["any", "rest_v1", "damaged"]))
+    if kind == "any":
+        return draw(JSON_VALUE)
+    if kind == "rest_v1":
+        return copy.deepcopy(REST_V1_EVENT)
+    request = load_event(
+        draw(st.sampled_from(["api_get_job.json", "api_create_job.json", "api_list_jobs.json"]))
+    )
+    for name in draw(st.lists(st.sampled_from(EVENT_PARTS), max_size=3, unique=True)):
+        if draw(st.booleans()):
+            request.pop(name, None)
+        else:
+            request[name] = draw(JSON_VALUE)
+    context = request.get("requestContext")
+    if isinstance(context, dict):
+        for name in draw(st.lists(st.sampled_from(CONTEXT_PARTS), max_size=2, unique=True)):
+            context[name] = draw(JSON_VALUE)
+    return request
+
+
+@FUZZ_SETTINGS
+@given(request=damaged_api_events())
+def test_no_event_shape_makes_the_api_raise(fuzz_world: FuzzWorld, request: Any) -> None:
+    status, answer = call_api(request)
+
+    event(f"status {status}")
+    assert 200 <= status < 300 or 400 <= status < 500, (status, answer)
+    if status >= 400:
+        assert set(answer) == {"error"}, answer
+        assert set(answer["error"]) == {"code", "message"}, answer
+
+
+def test_a_rest_api_event_is_answered_400_in_json(fuzz_world: FuzzWorld) -> None:
+    status, answer = call_api(copy.deepcopy(REST_V1_EVENT))
+
+    assert status == 400
+    assert answer["error"] == {"code": "invalid_request", "message": "not an HTTP API payload 2.0 request"}

@@ -20,9 +20,11 @@ from handler_helpers import CONTEXT
 from localstack_world import LocalStackWorld
 
 from handlers import cleanup
+from handlers.executions import execution_input
 from jobstate.ids import new_job_id
 from jobstate.jobs import CANCELLED, CANCELLING, FAILED, QUEUED, RUNNING
 from jobstate.layout import input_key, work_key
+from jobstate.settings import Settings
 
 EXECUTION_TIMEOUT_S = 60
 LAMBDA_MOCKED = "LambdaMocked"  # test cases of sfn_mock_config.json
@@ -37,7 +39,7 @@ def state_machine(localstack: LocalStackWorld) -> str:
 
 def _start(localstack: LocalStackWorld, state_machine: str, test_case: str, job_id: str) -> str:
     sfn = localstack.client("stepfunctions")
-    payload = {"job_id": job_id, "bucket": localstack.bucket, "input_key": input_key(job_id, "capture.zip")}
+    payload = execution_input(job_id, localstack.bucket, input_key(job_id, "capture.zip"), Settings())
     started = sfn.start_execution(
         stateMachineArn=f"{state_machine}#{test_case}", name=job_id, input=json.dumps(payload)
     )

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from handler_helpers import BUCKET, CONTEXT, INPUT_KEY, JOB_ID, OWNER, World, load_event
 
-from handlers import cleanup
-from jobstate.errors import InvalidJobId, InvalidRequest
+from handlers import cleanup, finishing
 from jobstate.ids import new_job_id
 from jobstate.layout import output_key, work_key
 
@@ -141,7 +140,9 @@ def test_fail_input_reads_a_batch_description_in_camel_case_too(world: World) ->
         load_event("cleanup_fail.json") | {"error": {"Error": "States.TaskFailed", "Cause": cause}}, CONTEXT
     )
 
-    assert world.job().error["message"] == "States.TaskFailed: Host EC2 terminated; exit code 137"
+    assert world.job().error["message"] == (
+        "States.TaskFailed: Host EC2 terminated; stage process killed by SIGKILL (exit 137)"
+    )
 
 
 def test_status_change_event_fails_a_running_job(world: World) -> None:
@@ -179,16 +180,37 @@ def test_status_change_events_that_need_nothing_change_nothing(world: World, sta
 
 
 @pytest.mark.parametrize(
-    ("event", "error"),
+    ("event", "reason"),
     [
-        ({"action": "explode", "job_id": JOB_ID}, InvalidRequest),
-        ({"action": "cancel", "job_id": "../etc"}, InvalidJobId),
-        ({"hello": "world"}, InvalidRequest),
+        ({"action": "explode", "job_id": JOB_ID}, "unknown cleanup action 'explode'"),
+        ({"action": "cancel", "job_id": "../etc"}, "cleanup input without a valid job id"),
+        ({"action": "cancel", "job_id": new_job_id()}, "cleanup input for an unknown job"),
+        ({"hello": "world"}, "neither a cleanup action nor a Step Functions status change"),
+        (["a", "list"], "event is a list, not an object"),
+        (
+            {"source": "aws.states", "detail-type": "Step Functions Execution Status Change"},
+            "status change without a detail object",
+        ),
     ],
 )
-def test_unknown_cleanup_input_is_refused(world: World, event: dict[str, Any], error: type) -> None:
-    with pytest.raises(error):
-        cleanup.handler(event, CONTEXT)
+def test_malformed_cleanup_input_is_dropped_with_its_reason(world: World, event: Any, reason: str) -> None:
+    _running(world)
+
+    answer = cleanup.handler(event, CONTEXT)
+
+    assert answer["ignored"] == reason
+    assert world.job().status == "RUNNING"
+
+
+def test_a_status_change_of_another_state_machine_is_ignored(world: World) -> None:
+    _running(world)
+    event = _status_change("FAILED")
+    event["detail"]["stateMachineArn"] = "arn:aws:states:us-east-1:123456789012:stateMachine:other"
+
+    answer = cleanup.handler(event, CONTEXT)
+
+    assert answer["ignored"] == "status change of another state machine"
+    assert world.job().status == "RUNNING"
 
 
 def test_reconcile_finishes_stuck_jobs_and_leaves_working_ones(world: World) -> None:
@@ -255,3 +277,38 @@ def test_reconcile_tries_every_job_and_then_reports_the_failures(
 
     assert world.job(fine).status == "FAILED"
     assert world.job(broken).status == "RUNNING"
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "said"),
+    [
+        (1, "exit code 1"),
+        (137, "stage process killed by SIGKILL (exit 137)"),
+        (143, "stage process killed by SIGTERM (exit 143)"),
+        (3, "exit code 3"),
+        (None, ""),
+        ("x", "exit code x"),
+    ],
+)
+def test_a_container_exit_code_is_said_in_words(exit_code: Any, said: str) -> None:
+    assert finishing.exit_description(exit_code) == said
+
+
+def test_reconcile_fails_a_created_job_whose_upload_never_came_and_purges_its_leftovers(world: World) -> None:
+    settings = world.deps.settings
+    window = settings.upload_url_expires_s + settings.upload_grace_s
+    abandoned = world.deps.jobs.create(OWNER).job_id
+    world.deps.s3.create_multipart_upload(Bucket=BUCKET, Key=f"jobs/{abandoned}/input/capture.zip")
+    world.clock.advance(window - 10)
+    recent = world.deps.jobs.create(OWNER).job_id  # its window is still open
+    world.clock.advance(11)
+
+    report = cleanup.reconcile(load_event("reconcile_scheduled.json"), CONTEXT)
+
+    assert report["expired"] == [abandoned]
+    job = world.job(abandoned)
+    assert job.status == "FAILED"
+    assert job.error["code"] == "upload_expired"
+    assert str(window) in job.error["message"]
+    assert world.deps.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert world.job(recent).status == "CREATED"

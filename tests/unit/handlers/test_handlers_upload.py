@@ -16,6 +16,7 @@ from handlers import upload
 from handlers.executions import execution_arn
 from jobstate.ids import new_job_id
 from jobstate.jobs import JobStore
+from jobstate.settings import Settings
 
 UPLOADER_BY_EVENT = {
     "upload_s3_put.json": "AWS:AIDAJDPLRKLG7UEXAMPLE",
@@ -58,8 +59,15 @@ def test_upload_of_a_created_job_queues_it_and_starts_one_execution(world: World
     assert job.execution_arn == execution["executionArn"]
     assert job.status == "QUEUED"
     assert job.owner == OWNER
+    # The version the stages will read, whatever is written to input/ later (both events carry it).
+    assert (job.capture_key, job.capture_version) == (INPUT_KEY, "3HL4kqtJlcpXroDTDmjVBH40Nrjfkd")
     described = world.deps.sfn.describe_execution(executionArn=job.execution_arn)
-    assert json.loads(described["input"]) == {"job_id": JOB_ID, "bucket": BUCKET, "input_key": INPUT_KEY}
+    assert json.loads(described["input"]) == {
+        "job_id": JOB_ID,
+        "bucket": BUCKET,
+        "input_key": INPUT_KEY,
+        "limits": {"stage_time_limit_s": Settings().stage_time_limit_s},
+    }
 
 
 @pytest.mark.parametrize("name", UPLOAD_EVENTS)

@@ -66,14 +66,21 @@ def job_id(store: RecordingStore) -> str:
 
 @pytest.fixture
 def make_runner(store: RecordingStore, s3, bucket: str, tmp_path) -> Callable[..., StageRunner]:  # noqa: F811
-    """A runner on the CPU against moto; ``stage_functions`` stand in for engine stages by name."""
+    """A runner on the CPU against moto; ``stage_functions`` stand in for engine stages by name.
+
+    ``make.exits`` lists the exit codes the stop watcher asked for (the process is not ended).
+    """
+    exits: list[int] = []
 
     def make(
         stage_functions: dict[str, StageFunction] | None = None,
         clock: Callable[[], float] | None = None,
+        exit_process: Callable[[int], None] | None = None,
         **settings,
     ) -> StageRunner:
-        options = {"clock": clock} if clock is not None else {}
+        options: dict = {"clock": clock} if clock is not None else {}
+        # The stop watcher would end the test process (os._exit): by default it only records.
+        options["exit_process"] = exit_process or exits.append
         work_root = tmp_path / "jobs"
         work_root.mkdir(exist_ok=True)
         return StageRunner(
@@ -86,6 +93,7 @@ def make_runner(store: RecordingStore, s3, bucket: str, tmp_path) -> Callable[..
             **options,
         )
 
+    make.exits = exits  # type: ignore[attr-defined]
     return make
 
 

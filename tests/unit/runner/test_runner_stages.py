@@ -7,9 +7,12 @@ stages run through it in test_runner_engine.py.
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from gpu_container.engine.context import CaptureError, StageContext
 from gpu_container.runner import STAGE_READS, ExitCode
@@ -134,6 +137,42 @@ def test_a_confirmed_cancel_stops_the_stage_within_a_second_and_nothing_is_uploa
     job = store.get(job_id, consistent=True)
     assert job.status == CANCELLING
     assert job.error is None
+
+
+def test_a_cancel_during_a_call_that_polls_nothing_ends_the_process_within_a_second(
+    make_runner, store, s3, bucket, job_id
+):
+    """Set-up or a long library call: the engine checks nothing, the stop watcher ends the stage."""
+    ended: list[tuple[int, float]] = []
+    main = threading.main_thread().ident
+
+    def end_process(code: int) -> None:  # os._exit in the container; here: stop the main thread
+        ended.append((code, time.monotonic()))
+        threading.Thread(target=lambda: _interrupt(main)).start()
+
+    def busy_in_a_library_call(ctx: StageContext) -> dict:
+        (ctx.work_dir("reconstruct") / "partial.npz").write_bytes(b"half a field")
+        request = store.request_cancel(job_id, OWNER)
+        store.confirm_cancel(job_id, OWNER, request.token)
+        confirmed_at.append(time.monotonic())
+        time.sleep(10)  # no should_stop in here
+        return {}
+
+    confirmed_at: list[float] = []
+    runner = make_runner({"reconstruct": busy_in_a_library_call}, exit_process=end_process)
+    with pytest.raises(KeyboardInterrupt):  # what end_process does to the stage's main thread
+        runner.run("reconstruct", job_id)
+
+    assert [code for code, _ in ended] == [ExitCode.STOPPED]
+    assert ended[0][1] - confirmed_at[0] <= CANCEL_DEADLINE_S
+    assert keys_under(s3, bucket, layout.job_prefix(job_id)) == []
+    assert store.get(job_id, consistent=True).status == CANCELLING
+
+
+def _interrupt(thread_id: int | None) -> None:
+    """SIGINT to this process: the main thread's sleep ends in KeyboardInterrupt at once."""
+    assert thread_id == threading.main_thread().ident
+    signal.pthread_kill(thread_id, signal.SIGINT)
 
 
 def test_a_cancel_as_the_stage_ends_keeps_its_results_unpublished(make_runner, store, s3, bucket, job_id):
@@ -306,3 +345,19 @@ def test_run_all_stops_at_the_first_stage_that_does_not_finish(make_runner, stor
     assert make_runner(stages).run_all(job_id) == ExitCode.BAD_CAPTURE
     assert ran == ["validate", "preprocess"]
     assert store.get(job_id, consistent=True).error["code"] == "empty_hull"
+
+
+def test_stages_read_the_capture_version_accepted_at_queued(make_runner, store, s3, bucket, job_id):
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    key = put_capture(s3, bucket, job_id, b"the accepted capture")
+    accepted = s3.head_object(Bucket=bucket, Key=key)["VersionId"]
+    store.set_capture(job_id, key, accepted)
+    put_capture(s3, bucket, job_id, b"an overwrite during the run")
+    seen: list[bytes] = []
+
+    def reads_the_capture(ctx: StageContext) -> dict:
+        seen.append((ctx.job_dir / "input" / "capture.zip").read_bytes())
+        return {}
+
+    assert make_runner({"validate": reads_the_capture}).run("validate", job_id) == ExitCode.OK
+    assert seen == [b"the accepted capture"]

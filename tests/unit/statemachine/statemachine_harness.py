@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from handlers import executions
 from jobstate.jobs import JobStore
 from reconflow.local import template
 from reconflow.local.lambdas import LambdaRuntime
@@ -50,11 +51,9 @@ class Pipeline:
 
     def start(self, job_id: str) -> str:
         """Start the execution the upload function would start (name = job id); its ARN."""
-        execution_input = {
-            "job_id": job_id,
-            "bucket": self.bucket,
-            "input_key": f"jobs/{job_id}/input/capture.zip",
-        }
+        execution_input = executions.execution_input(
+            job_id, self.bucket, f"jobs/{job_id}/input/capture.zip", self.store.settings
+        )
         return self.sfn.start_execution(
             stateMachineArn=self.state_machine_arn, name=job_id, input=json.dumps(execution_input)
         )["executionArn"]

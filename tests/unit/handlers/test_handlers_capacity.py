@@ -1,0 +1,116 @@
+"""Stages waiting for a GPU instance: the job says so, and past GPU_WAIT_TIMEOUT_S it fails
+``no_gpu_capacity`` naming the queue and the quotas, and its Batch job is terminated."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from handler_helpers import OWNER, World
+
+from handlers import capacity, deps
+from jobstate.ids import new_job_id
+
+QUEUE = "arn:aws:batch:us-east-1:123456789012:job-queue/reconflow-gpu"
+
+
+class QueueThatNeverStarts:
+    """Batch's ListJobs/TerminateJob over jobs that stay in the status they were submitted with."""
+
+    def __init__(self) -> None:
+        self.jobs: list[dict[str, Any]] = []
+        self.terminated: list[tuple[str, str]] = []
+
+    def submit(self, job_name: str, created_at_s: float, status: str = "RUNNABLE") -> str:
+        job_id = new_job_id()
+        self.jobs.append(
+            {"jobId": job_id, "jobName": job_name, "createdAt": int(created_at_s * 1000), "status": status}
+        )
+        return job_id
+
+    def get_paginator(self, operation: str) -> Any:
+        assert operation == "list_jobs"
+        jobs = self.jobs
+
+        class Pages:
+            def paginate(self, jobQueue: str, jobStatus: str) -> list[dict[str, Any]]:  # noqa: N803
+                assert jobQueue == QUEUE
+                return [{"jobSummaryList": [dict(j) for j in jobs if j["status"] == jobStatus]}]
+
+        return Pages()
+
+    def terminate_job(self, jobId: str, reason: str) -> None:  # noqa: N803
+        self.terminated.append((jobId, reason))
+        self.jobs = [job for job in self.jobs if job["jobId"] != jobId]
+
+
+def _watching(world: World, timeout_s: int = 900) -> tuple[deps.Deps, QueueThatNeverStarts]:
+    queue = QueueThatNeverStarts()
+    settings = dataclasses.replace(world.deps.settings, job_queue=QUEUE, gpu_wait_timeout_s=timeout_s)
+    watched = deps.Deps(
+        settings, clock=world.clock, jobs=world.deps.jobs, s3=world.deps.s3, sfn=world.deps.sfn, batch=queue
+    )
+    return watched, queue
+
+
+def _running_after(world: World, stage: str) -> str:
+    job = world.deps.jobs.create(OWNER, status="QUEUED")
+    world.deps.jobs.begin_stage(job.job_id, stage)
+    return job.job_id
+
+
+def test_a_stage_waiting_for_an_instance_says_so_on_the_job(world: World) -> None:
+    watched, queue = _watching(world)
+    job_id = _running_after(world, "validate")
+    queue.submit(f"reconflow-preprocess-{job_id}", world.clock() - 120)
+
+    report = capacity.watch_capacity(watched)
+
+    assert report.waiting == [job_id]
+    job = world.job(job_id)
+    assert job.status == "RUNNING"
+    assert (
+        job.message
+        == "preprocess: waiting for a GPU instance (Batch job RUNNABLE for 120 s in queue reconflow-gpu)"
+    )
+    assert queue.terminated == []
+
+
+def test_past_the_wait_limit_the_job_fails_no_gpu_capacity_and_the_batch_job_ends(world: World) -> None:
+    watched, queue = _watching(world, timeout_s=600)
+    job_id = _running_after(world, "hull")
+    batch_job = queue.submit(f"reconflow-reconstruct-{job_id}", world.clock() - 601, status="STARTING")
+
+    report = capacity.watch_capacity(watched)
+
+    assert report.failed == [job_id]
+    job = world.job(job_id)
+    assert job.status == "FAILED"
+    assert job.error["code"] == "no_gpu_capacity"
+    assert "queue reconflow-gpu" in job.error["message"]
+    assert "L-DB2E81BA" in job.error["message"]
+    assert "within 600 s" in job.error["message"]
+    assert [job for job, _ in queue.terminated] == [batch_job]
+
+
+def test_jobs_of_other_names_and_finished_jobs_are_not_changed(world: World) -> None:
+    watched, queue = _watching(world, timeout_s=60)
+    finished = _running_after(world, "export")
+    world.deps.jobs.succeed(finished, {})
+    queue.submit(f"reconflow-mesh-{finished}", world.clock() - 10)
+    queue.submit("someone-elses-job", world.clock() - 10_000)
+
+    report = capacity.watch_capacity(watched)
+
+    assert report.waiting == []
+    assert report.failed == []
+    assert world.job(finished).status == "SUCCEEDED"
+    assert queue.terminated == []
+
+
+def test_stage_job_names_are_parsed_strictly() -> None:
+    job_id = new_job_id()
+    assert capacity.stage_job(f"reconflow-hull-{job_id}") == ("hull", job_id)
+    assert capacity.stage_job(f"reconflow-hull-{job_id.upper()}") is None
+    assert capacity.stage_job(f"other-hull-{job_id}") is None
+    assert capacity.stage_job("") is None
