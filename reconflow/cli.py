@@ -1,6 +1,7 @@
 """``reconflow``: submit captures, follow them, cancel and download, against the API or the local stack.
 
     reconflow submit capture.zip --preset draft --watch
+    reconflow submit walkaround.mp4 --watch
     reconflow status JOB_ID | list | cancel JOB_ID [--yes] | download JOB_ID DIR
     reconflow demo              # local stack + sample capture + watch + download, no AWS account
     reconflow local-stack       # serve the local stack until Ctrl-C
@@ -271,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     api = _api_options()
     parser = argparse.ArgumentParser(
         prog="reconflow",
-        description="ReconFlow: capture zip in, textured mesh out.",
+        description="ReconFlow: a capture (photos zip or video) in, textured mesh out.",
         epilog=ENVIRONMENT_HELP,
         formatter_class=HelpFormatter,
         parents=[api],
@@ -289,8 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
             parents=[api] if uses_api else [],
         )
 
-    submit = command("submit", "create a job and upload a capture zip")
-    submit.add_argument("capture", help="the capture zip (transforms.json + images)")
+    submit = command("submit", "create a job and upload a capture (zip or video)")
+    submit.add_argument(
+        "capture",
+        help="the capture: a zip of photos (with or without transforms.json) or an MP4/MOV video",
+    )
     submit.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET, help="quality preset")
     submit.add_argument("--name", default=None, help="job name (default: the file name without .zip)")
     submit.add_argument("--watch", action="store_true", help="follow the job until it ends")

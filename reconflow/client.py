@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 
+from jobstate.captures import CONTENT_TYPES, ZIP, format_of_file
 from jobstate.statuses import TERMINAL
 
 API_URL_ENV = "RECONFLOW_API_URL"
@@ -43,8 +44,9 @@ class CaptureError(ValueError):
         self.code = code
 
 
-def check_capture(capture: Path) -> int:
-    """The capture's size in bytes when it can be uploaded: an existing, readable, non-empty zip.
+def check_capture(capture: Path) -> str:
+    """The capture's format (``zip``, ``mp4`` or ``mov``, by content) when it can be uploaded: an
+    existing, readable, non-empty zip or video.
 
     This is only what the client can see at once; the pipeline's validate stage checks the content.
     """
@@ -57,12 +59,14 @@ def check_capture(capture: Path) -> int:
     if size == 0:
         raise CaptureError("capture_empty", f"{capture}: the file is empty")
     try:
-        is_zip = zipfile.is_zipfile(capture)
+        capture_format = format_of_file(capture)
+        if capture_format == ZIP and not zipfile.is_zipfile(capture):
+            capture_format = None
     except OSError as error:
         raise CaptureError("capture_unreadable", f"{capture}: {error.strerror or error}") from None
-    if not is_zip:
-        raise CaptureError("capture_not_a_zip", f"{capture}: not a zip archive")
-    return size
+    if capture_format is None:
+        raise CaptureError("capture_format_unknown", f"{capture}: neither a zip archive nor an MP4/MOV video")
+    return capture_format
 
 
 class ApiError(Exception):
@@ -127,9 +131,12 @@ class ReconFlowClient:
 
     # -- the routes -----------------------------------------------------------------------
 
-    def create_job(self, preset: str | None = None, name: str | None = None) -> dict[str, Any]:
+    def create_job(
+        self, preset: str | None = None, name: str | None = None, capture: str | None = None
+    ) -> dict[str, Any]:
         """POST /jobs: ``{"job_id", "upload": {"url", "fields" | "headers", "expires_in"}}``."""
-        body = {key: value for key, value in {"preset": preset, "name": name}.items() if value}
+        fields = {"preset": preset, "name": name, "capture": capture}
+        body = {key: value for key, value in fields.items() if value}
         return self.request("POST", "/jobs", body=body)
 
     def get_job(self, job_id: str) -> dict[str, Any]:
@@ -158,12 +165,12 @@ class ReconFlowClient:
 
     # -- transfers ------------------------------------------------------------------------
 
-    def upload(self, upload: dict[str, Any], capture: Path) -> None:
+    def upload(self, upload: dict[str, Any], capture: Path, capture_format: str = ZIP) -> None:
         """Send ``capture`` with the presigned upload the API handed out (POST form or PUT)."""
         url = upload["url"]
         with capture.open("rb") as stream:
             if "fields" in upload:
-                files = {"file": (capture.name, stream, "application/zip")}
+                files = {"file": (capture.name, stream, CONTENT_TYPES[capture_format])}
                 response = requests.post(
                     url, data=upload["fields"], files=files, timeout=self.settings.transfer_timeout_s
                 )
@@ -182,9 +189,9 @@ class ReconFlowClient:
 
         A missing or unusable file raises ``CaptureError`` before any job exists.
         """
-        check_capture(capture)
-        created = self.create_job(preset=preset, name=name or capture.stem)
-        self.upload(created["upload"], capture)
+        capture_format = check_capture(capture)
+        created = self.create_job(preset=preset, name=name or capture.stem, capture=capture_format)
+        self.upload(created["upload"], capture, capture_format)
         return created["job_id"]
 
     def download(self, job: dict[str, Any], directory: Path) -> list[Path]:

@@ -30,6 +30,7 @@ from types import ModuleType
 from typing import Any
 from unittest import mock
 
+from jobstate.captures import CAPTURE_FORMATS, DEFAULT_CAPTURE_FORMAT
 from jobstate.ids import JOB_ID_LENGTH, JOB_ID_PATTERN
 from jobstate.jobs import (
     CANCELLED,
@@ -126,13 +127,19 @@ def schemas(settings: Settings) -> dict[str, Any]:
                         "description": "printable characters, not only spaces",
                     }
                 ),
+                "capture": {
+                    "anyOf": [{"type": "string", "enum": list(CAPTURE_FORMATS)}, {"type": "null"}],
+                    "default": DEFAULT_CAPTURE_FORMAT,
+                    "description": "what will be uploaded: a zip (photos, with or without transforms.json) "
+                    "or a video (mp4, mov); the upload is signed for input/capture.<capture>",
+                },
             },
         },
         "Upload": {
             "type": "object",
             "description": (
                 "a presigned S3 POST: send every entry of fields, then the capture as the last field "
-                "`file`; the policy accepts jobs/{job_id}/input/capture.zip from 1 byte to max_bytes"
+                "`file`; the policy accepts jobs/{job_id}/input/capture.<capture> from 1 byte to max_bytes"
             ),
             "required": ["url", "fields", "expires_in", "max_bytes"],
             "additionalProperties": False,

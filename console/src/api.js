@@ -59,10 +59,11 @@ async function call(method, path, body) {
 const jobPath = (jobId) => `/jobs/${encodeURIComponent(jobId)}`;
 
 /** POST /jobs -> 201 {job_id, status, upload: {url, fields, expires_in, max_bytes}} */
-export function createJob({ preset, name } = {}) {
+export function createJob({ preset, name, capture } = {}) {
   const body = {};
   if (preset) body.preset = preset;
   if (name) body.name = name;
+  if (capture) body.capture = capture;
   return call("POST", "/jobs", body);
 }
 

@@ -82,7 +82,7 @@ def create_job() -> tuple[dict[str, Any], int]:
     job = d.jobs.create(owner, preset=request.preset, name=request.name)
     logger.append_keys(job_id=job.job_id)
     count("JobCreated")
-    upload = upload_form(d.s3, d.settings, job.job_id)
+    upload = upload_form(d.s3, d.settings, job.job_id, request.capture)
     return {"job_id": job.job_id, "status": job.status, "upload": upload}, HTTPStatus.CREATED.value
 
 

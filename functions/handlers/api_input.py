@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jobstate.captures import CAPTURE_FORMATS, DEFAULT_CAPTURE_FORMAT
 from jobstate.errors import InvalidRequest
 from jobstate.jobs import MAX_NAME_LENGTH, MAX_TOKEN_LENGTH
 from jobstate.settings import Settings
@@ -26,6 +27,7 @@ MAX_LIMIT_DIGITS = 6  # longer digit strings are refused before int() reads them
 class CreateJobRequest:
     preset: str = DEFAULT_PRESET
     name: str | None = None
+    capture: str = DEFAULT_CAPTURE_FORMAT  # the upload is signed for input/capture.<capture>
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,9 @@ def _printable(value: str) -> bool:
 
 
 def create_job_request(body: Mapping[str, Any]) -> CreateJobRequest:
-    """POST /jobs: optional ``preset`` (one of PRESETS) and ``name`` (printable text)."""
-    _only(body, frozenset({"preset", "name"}))
+    """POST /jobs: optional ``preset`` (one of PRESETS), ``name`` (printable text) and ``capture``
+    (one of CAPTURE_FORMATS: a zip, or an MP4 / MOV video)."""
+    _only(body, frozenset({"preset", "name", "capture"}))
     preset = body.get("preset", DEFAULT_PRESET)
     if preset is None:
         preset = DEFAULT_PRESET
@@ -86,7 +89,12 @@ def create_job_request(body: Mapping[str, Any]) -> CreateJobRequest:
         not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH or not _printable(name)
     ):
         raise InvalidRequest(f"name must be printable text of 1 to {MAX_NAME_LENGTH} characters")
-    return CreateJobRequest(preset=preset, name=name)
+    capture = body.get("capture")
+    if capture is None:
+        capture = DEFAULT_CAPTURE_FORMAT
+    if not isinstance(capture, str) or capture not in CAPTURE_FORMATS:
+        raise InvalidRequest(f"capture must be one of {', '.join(CAPTURE_FORMATS)}")
+    return CreateJobRequest(preset=preset, name=name, capture=capture)
 
 
 def confirm_token(body: Mapping[str, Any]) -> str:

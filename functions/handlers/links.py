@@ -5,21 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.observability import logger
+from jobstate.captures import capture_name
 from jobstate.errors import JobStateError
 from jobstate.jobs import SUCCEEDED, Job
 from jobstate.layout import OUTPUT, input_key, parse_key
 from jobstate.settings import Settings
 
-# The one name the API's presigned upload allows (DESIGN.md: jobs/{job_id}/input/<name>.zip).
-CAPTURE_NAME = "capture.zip"
 MIN_UPLOAD_BYTES = 1
 
 
-def upload_form(s3: Any, settings: Settings, job_id: str) -> dict[str, Any]:
-    """A presigned POST form for ``jobs/{job_id}/input/capture.zip``; its policy bounds the size."""
+def upload_form(s3: Any, settings: Settings, job_id: str, capture_format: str) -> dict[str, Any]:
+    """A presigned POST form for ``jobs/{job_id}/input/capture.<format>`` and that key only; its
+    policy bounds the size."""
     form = s3.generate_presigned_post(
         Bucket=settings.bucket_name,
-        Key=input_key(job_id, CAPTURE_NAME),
+        Key=input_key(job_id, capture_name(capture_format)),
         Conditions=[["content-length-range", MIN_UPLOAD_BYTES, settings.max_upload_bytes]],
         ExpiresIn=settings.upload_url_expires_s,
     )

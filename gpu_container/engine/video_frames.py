@@ -37,9 +37,9 @@ import cv2
 import numpy as np
 
 from gpu_container.engine.context import CaptureError, StageCancelled
+from jobstate.captures import ISO_BMFF_BOXES
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v")
-ISO_BMFF_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot")  # at byte 4 of MP4/MOV
 MICROSECONDS = 1_000_000
 
 

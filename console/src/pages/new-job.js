@@ -1,4 +1,4 @@
-// New job: drop (or choose) a capture zip, pick a preset, then POST /jobs, upload through the
+// New job: drop (or choose) a capture (zip or video), pick a preset, then POST /jobs, upload through the
 // presigned POST with a progress bar, and go to the job page.
 import { createJob, DEFAULT_PRESET, PRESETS, uploadCapture } from "../api.js";
 import { errorInWords, formatBytes, h } from "../format.js";
@@ -8,13 +8,22 @@ const PRESET_WORDS = {
   standard: "standard: textured, minutes on a GPU",
   high: "high: finest, slowest",
 };
-const ACCEPTED = [".zip"];
+// The API's capture formats (POST /jobs "capture") by file suffix; the pipeline checks the content.
+const FORMAT_BY_SUFFIX = { ".zip": "zip", ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov" };
+const ACCEPTED = Object.keys(FORMAT_BY_SUFFIX);
+
+/** The capture format of a file from its name, or null. */
+function captureFormat(file) {
+  const name = file.name.toLowerCase();
+  const suffix = ACCEPTED.find((candidate) => name.endsWith(candidate));
+  return suffix ? FORMAT_BY_SUFFIX[suffix] : null;
+}
 
 /** Why this file cannot be a capture, or null; checked before any job is created. */
 function refuse(file) {
   if (!file) return "Choose a capture file first.";
-  if (!ACCEPTED.some((suffix) => file.name.toLowerCase().endsWith(suffix))) {
-    return `${file.name} is not a .zip capture (transforms.json and its images, zipped).`;
+  if (!captureFormat(file)) {
+    return `${file.name} is not a capture: a .zip of photos (with or without transforms.json) or an .mp4/.mov video.`;
   }
   if (file.size === 0) return `${file.name} is empty.`;
   return null;
@@ -28,7 +37,7 @@ export function newJobPage() {
   const zone = h(
     "div",
     { class: "dropzone", id: "capture-dropzone", role: "group", "aria-labelledby": "capture-label", "aria-describedby": "capture-chosen" },
-    h("p", { id: "capture-label", text: "Capture (.zip): drop it here, or" }),
+    h("p", { id: "capture-label", text: "Capture (.zip of photos, or an .mp4/.mov video): drop it here, or" }),
     input,
     h("label", { for: "capture-file", class: "button", text: "Choose a capture file" }),
     chosen,
@@ -86,7 +95,11 @@ export function newJobPage() {
     problem.textContent = "";
     try {
       status.textContent = "Creating the job…";
-      const created = await createJob({ preset: preset.value, name: name.value.trim() || file.name });
+      const created = await createJob({
+        preset: preset.value,
+        name: name.value.trim() || file.name,
+        capture: captureFormat(file),
+      });
       progress.hidden = false;
       status.textContent = `Uploading ${file.name}…`;
       await uploadCapture(created.upload, file, (sent, total) => {

@@ -54,7 +54,7 @@ class ScriptedApi(ReconFlowClient):
             raise answer
         return answer
 
-    def upload(self, upload: dict[str, Any], capture: Path) -> None:
+    def upload(self, upload: dict[str, Any], capture: Path, capture_format: str = "zip") -> None:
         self.uploads.append(capture)
 
     def routes_called(self) -> list[str]:

@@ -41,7 +41,19 @@ def test_submit_takes_the_api_url_after_the_capture(scripted: dict[str, Any], ca
     assert main(["submit", str(capture), "--api-url", URL]) == ExitCode.OK
     assert scripted["api_url"] == URL
     assert scripted["api"].uploads == [capture]
-    assert scripted["api"].calls[0][2] == {"preset": "standard", "name": "scan"}
+    assert scripted["api"].calls[0][2] == {"preset": "standard", "name": "scan", "capture": "zip"}
+
+
+@pytest.mark.parametrize(("brand", "capture_format"), [(b"isom", "mp4"), (b"qt  ", "mov")])
+def test_submit_asks_for_a_video_upload_for_a_video(
+    scripted: dict[str, Any], tmp_path: Path, brand: bytes, capture_format: str
+) -> None:
+    video = _write(tmp_path / "walkaround.bin", b"\x00\x00\x00\x18ftyp" + brand + bytes(64))
+    scripted["answers"]["POST /jobs"] = [CREATED]
+
+    assert main(["submit", str(video), "--api-url", URL]) == ExitCode.OK
+    assert scripted["api"].calls[0][2]["capture"] == capture_format
+    assert scripted["api"].uploads == [video]
 
 
 def _write(path: Path, content: bytes) -> Path:
@@ -55,7 +67,7 @@ def _write(path: Path, content: bytes) -> Path:
         (lambda tmp: tmp / "missing.zip", "capture_not_found"),
         (lambda tmp: tmp, "capture_not_a_file"),
         (lambda tmp: _write(tmp / "empty.zip", b""), "capture_empty"),
-        (lambda tmp: _write(tmp / "text.zip", b"not a zip at all"), "capture_not_a_zip"),
+        (lambda tmp: _write(tmp / "text.zip", b"not a zip at all"), "capture_format_unknown"),
     ],
 )
 def test_a_bad_capture_is_refused_before_any_job_is_created(

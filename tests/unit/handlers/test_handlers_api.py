@@ -53,6 +53,22 @@ def test_create_job_event_answers_201_with_a_presigned_post_for_the_capture(worl
     assert (job.owner, job.preset, job.name, job.status) == (OWNER, "draft", "spot the cow", "CREATED")
 
 
+def test_a_video_job_gets_an_upload_signed_for_its_video_key(world: World) -> None:
+    status, body = call_api(load_event("api_create_job_video.json"))
+
+    assert status == 201
+    assert body["upload"]["fields"]["key"] == f"jobs/{body['job_id']}/input/capture.mp4"
+
+
+@pytest.mark.parametrize("capture", ["avi", "ZIP", "", 3, ["zip"]])
+def test_create_job_refuses_a_capture_format_it_does_not_take(world: World, capture: object) -> None:
+    status, body = call_api(api_event("api_create_job.json", body={"capture": capture}))
+
+    assert status == 400
+    assert error_code(body) == "invalid_request"
+    assert "capture must be one of zip, mp4, mov" in body["error"]["message"]
+
+
 def test_create_job_without_a_body_uses_the_standard_preset(world: World) -> None:
     status, body = call_api(api_event("api_create_job.json", body=None))
 
