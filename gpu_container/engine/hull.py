@@ -297,9 +297,36 @@ def carve(
     return HullResult(volume.cpu().numpy().astype(np.float32), level), report
 
 
-def _masks_estimated(scene_folder: Path) -> bool:
+def _preprocess_record(scene_folder: Path) -> dict:
     record = scene_folder / STAGE_RECORD
-    return record.is_file() and json.loads(record.read_text()).get("masks") == "estimated"
+    return json.loads(record.read_text()) if record.is_file() else {}
+
+
+def clip_below_support(result: HullResult, scene: Scene, plane: dict) -> HullResult:
+    """The hull with nothing below the plane the object stands on.
+
+    ``plane`` is in the world frame (``normal . x + offset = 0``, the normal pointing up, as
+    preprocess records it for estimated masks). Every camera of such a capture looks down on the
+    table, so no silhouette can carve under the object: without the cut, the hull hangs below the
+    table top. The occupancy is capped by a one-voxel ramp across the plane, so the cut surface lies
+    on the plane to a fraction of a voxel.
+    """
+    resolution = result.occupancy.shape[0]
+    linear, offset = scene.box_to_world[:3, :3], scene.box_to_world[:3, 3]
+    normal = np.asarray(plane["normal"], dtype=np.float64)
+    normal_box = linear.T @ normal  # signed world distance = normal_box . box + constant
+    constant = float(normal @ offset + float(plane["offset"]))
+    scale = float(np.linalg.norm(normal_box))  # world units per box unit along the normal
+    axis = grid_coordinates(resolution)
+    height = (
+        normal_box[0] * axis[:, None, None]
+        + normal_box[1] * axis[None, :, None]
+        + normal_box[2] * axis[None, None, :]
+        + constant
+    ) / scale  # (R, R, R) box units above the plane
+    voxel = 2.0 / (resolution - 1)
+    cap = np.clip(result.level + height / voxel, 0.0, 1.0).astype(np.float32)
+    return HullResult(occupancy=np.minimum(result.occupancy, cap), level=result.level)
 
 
 def load(job_dir: Path) -> HullResult:
@@ -316,12 +343,18 @@ def run(ctx: StageContext, params: HullParams | None = None) -> dict:
     if not (scene_folder / "scene.npz").is_file():
         raise CaptureError("missing_scene", f"{scene_folder / 'scene.npz'} not found: run preprocess first")
     scene = Scene.load(scene_folder)
-    if _masks_estimated(scene_folder):
+    preprocessed = _preprocess_record(scene_folder)
+    if preprocessed.get("masks") == "estimated":
         tolerance = math.floor(params.estimated_mask_tolerance_fraction * len(scene.training_views))
         params = replace(params, tolerance_views=max(params.tolerance_views, tolerance))
     ctx.on_progress(0.0, "carving the visual hull")
     result, report = carve(scene, params, ctx.device, ctx)
+    support = preprocessed.get("support_plane")
+    carved_inside = int(result.inside.sum())
+    if support:
+        result = clip_below_support(result, scene, support)
     inside = result.inside
+    below_support_removed = 1.0 - int(inside.sum()) / max(carved_inside, 1)
     if not inside.any():
         raise CaptureError("empty_hull", "the silhouettes share no common volume: masks or cameras disagree")
     figures = {
@@ -331,6 +364,7 @@ def run(ctx: StageContext, params: HullParams | None = None) -> dict:
         "resolution": report.resolution,
         "level": result.level,
         "occupied_fraction": float(inside.mean()),
+        "below_support_removed": below_support_removed,
         "points_evaluated": report.evaluated,
         "views": len(report.views),
         "inconsistent_views": [scene.names[view] for view in report.inconsistent_views],

@@ -121,3 +121,30 @@ def test_estimated_masks_get_a_vote_given_masks_a_strict_carve(tmp_path, sphere_
     estimated = hull.run(StageContext(job_dir=job, preset="draft"), replace(PARAMS, tolerance_views=0))
     assert given["params"]["tolerance_views"] == 0
     assert estimated["params"]["tolerance_views"] == int(0.1 * len(sphere_scene.training_views)) > 0
+
+
+def test_nothing_below_the_recorded_support_plane_is_kept(tmp_path, sphere_scene, monkeypatch) -> None:
+    monkeypatch.setitem(hull.PRESET_PARAMS, "draft", PARAMS)
+    # The capture's world is the box turned, scaled and moved; the table top is the box's y = 0 plane
+    # (through the sphere's middle), given in that world frame as preprocess records it.
+    angle = 0.6
+    turn = np.array(
+        [[1.0, 0.0, 0.0], [0.0, np.cos(angle), -np.sin(angle)], [0.0, np.sin(angle), np.cos(angle)]]
+    )
+    to_world = np.eye(4)
+    to_world[:3, :3], to_world[:3, 3] = 0.15 * turn, [0.3, -1.2, 2.0]
+    job = write_job(tmp_path, replace(sphere_scene, box_to_world=to_world))
+    up = turn @ np.array([0.0, 1.0, 0.0])
+    plane = {"normal": up.tolist(), "offset": float(-up @ to_world[:3, 3])}
+    (job / "work" / "preprocess" / "stage.json").write_text(json.dumps({"support_plane": plane}))
+
+    figures = hull.run(StageContext(job_dir=job, preset="draft", device=torch.device("cpu")))
+
+    inside = hull.load(tmp_path).inside
+    axis = grid_coordinates(inside.shape[0])
+    below = axis[None, :, None] < -1e-6  # box y below the plane, which passes through the box centre
+    above = axis[None, :, None] > 2.0 / (inside.shape[0] - 1)  # a voxel clear of the cut
+    truth = _truth(inside.shape[0])
+    assert not (inside & below).any()
+    assert _iou(inside & above, truth & above) > 0.9  # the upper half is the sphere's, uncut
+    assert 0.4 < figures["below_support_removed"] < 0.6
