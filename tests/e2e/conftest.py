@@ -56,8 +56,8 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def bad_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A zip with images but no transforms.json."""
+    """A zip with neither transforms.json nor photos (a zip of photos alone is a photo set)."""
     target = tmp_path_factory.mktemp("captures") / "no_transforms.zip"
     with zipfile.ZipFile(target, "w") as archive:
-        archive.writestr("images/r_000.png", b"not really a png")
+        archive.writestr("notes/readme.txt", b"the photos are on another disk")
     return target

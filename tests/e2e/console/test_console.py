@@ -103,7 +103,9 @@ def test_failed_capture_shows_its_error_in_words(
     submit_by_drop(page, stack, bad_capture, "no transforms")
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("The job failed", timeout=JOB_TIMEOUT_MS)
-    expect(alert).to_contain_text("The capture was refused: the archive holds no transforms.json.")
+    expect(alert).to_contain_text(
+        "The capture was refused: the archive holds no transforms.json and no PNG or JPEG photos."
+    )
     expect(alert).to_contain_text("missing_transforms")
     assert job_status(page) == "failed"
     expect(page.get_by_role("button", name="Cancel job…")).to_be_hidden()
