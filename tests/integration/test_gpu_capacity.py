@@ -55,8 +55,14 @@ def test_a_stage_that_never_gets_an_instance_fails_no_gpu_capacity(stack: LocalS
     assert f"queue {queue_name}" in final["error"]["message"]
     assert "L-DB2E81BA" in final["error"]["message"]
     (held,) = stack.executor.held
-    batch = stack.client("batch").describe_jobs(jobs=[held])["jobs"][0]
-    assert batch["status"] == "FAILED"
+    # The reconciler fails the job first, then terminates its Batch job: wait for the second write.
+    batch_client = stack.client("batch")
+
+    def failed_batch_job() -> dict | None:
+        (job,) = batch_client.describe_jobs(jobs=[held])["jobs"]
+        return job if job["status"] == "FAILED" else None
+
+    batch = wait_until(failed_batch_job, timeout_s=30)
     assert batch["statusReason"].startswith("no_gpu_capacity")
     sfn = stack.client("stepfunctions")
     machine = stack.physical_of_type("AWS::StepFunctions::StateMachine")
