@@ -2,11 +2,14 @@
 
 Batch's attempt duration counts only RUNNING time, so a stage stuck SUBMITTED/PENDING/RUNNABLE/
 STARTING (no GPU quota, no Spot capacity) would hold its execution until the stage's time limit.
-The reconciler calls ``watch_capacity`` on every run: each waiting stage job of the stack's queue
-(named ``reconflow-{stage}-{job_id}`` by the state machine) sets its job's message to say it waits
-for a GPU instance; one that has waited longer than ``GPU_WAIT_TIMEOUT_S`` fails its job
-``no_gpu_capacity``, naming the queue and the quotas to check, and is terminated (the execution's
-Catch then finds the job FAILED already and leaves it so).
+Batch's "Job State Change" event for a stage job going RUNNABLE or STARTING (the cleanup function
+takes it and calls ``note_waiting``) sets its job's message at once to say it waits for a GPU
+instance. The reconciler calls ``watch_capacity`` on every run as the backstop: each waiting stage
+job of the stack's queue (named ``reconflow-{stage}-{job_id}`` by the state machine) gets the same
+note; one that has waited longer than ``GPU_WAIT_TIMEOUT_S`` fails its job ``no_gpu_capacity``,
+naming the queue and the quotas to check, and is terminated (the execution's Catch then finds the
+job FAILED already and leaves it so). A note is refused once the job has begun that stage, so a
+late event never overwrites what the running stage reports.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from jobstate.ids import is_job_id
 from jobstate.jobs import QUEUED, RUNNING
 
 WAITING_STATUSES: tuple[str, ...] = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING")
+BATCH_SOURCE = "aws.batch"
+BATCH_STATE_CHANGE = "Batch Job State Change"
 NO_GPU_CAPACITY = "no_gpu_capacity"
 # The state machine's JobName: States.Format('reconflow-{stage}-{job id}').
 _STAGE_JOB_NAME = re.compile(r"^reconflow-([a-z]+)-([0-9a-f-]{36})$")
@@ -45,23 +50,35 @@ def stage_job(job_name: str) -> tuple[str, str] | None:
     return found.group(1), found.group(2)
 
 
-def _queue_name(queue: str) -> str:
+def queue_name(queue: str) -> str:
+    """A queue's name, from its name or ARN."""
     return queue.rsplit("/", 1)[-1]
 
 
 def waiting_message(stage: str, batch_status: str, waited_s: float, queue: str) -> str:
     return (
         f"{stage}: waiting for a GPU instance (Batch job {batch_status} for {int(waited_s)} s "
-        f"in queue {_queue_name(queue)})"
+        f"in queue {queue_name(queue)})"
     )
 
 
 def no_capacity_message(stage: str, batch_status: str, timeout_s: int, queue: str) -> str:
     return (
         f"{stage}: no GPU instance started within {timeout_s} s (Batch job still {batch_status} in queue "
-        f"{_queue_name(queue)}); check the account's EC2 quota {' or '.join(GPU_QUOTAS)}, and the "
+        f"{queue_name(queue)}); check the account's EC2 quota {' or '.join(GPU_QUOTAS)}, and the "
         "compute environment's instance types and subnets"
     )
+
+
+def note_waiting(d: Deps, job_name: str, batch_status: str, created_at_ms: float, queue: str) -> str | None:
+    """Tell the job of a waiting stage job that it waits for a GPU instance; its job id if told."""
+    named = stage_job(job_name)
+    if named is None or batch_status not in WAITING_STATUSES:
+        return None
+    stage, job_id = named
+    waited_s = max(0.0, d.clock() - created_at_ms / 1000)
+    told = d.jobs.note(job_id, waiting_message(stage, batch_status, waited_s, queue), before_stage=stage)
+    return job_id if told else None
 
 
 def _waiting_jobs(batch: Any, queue: str) -> list[dict[str, Any]]:
@@ -89,7 +106,7 @@ def watch_capacity(d: Deps) -> CapacityReport:
         waited_s = max(0.0, now - summary["createdAt"] / 1000)
         status = summary["status"]
         if waited_s <= timeout_s:
-            if d.jobs.note(job_id, waiting_message(stage, status, waited_s, queue)):
+            if note_waiting(d, summary["jobName"], status, summary["createdAt"], queue):
                 report.waiting.append(job_id)
             continue
         message = no_capacity_message(stage, status, timeout_s, queue)

@@ -4,7 +4,9 @@
     {"action": "cancel", "job_id": ...}
     {"action": "fail", "job_id": ..., "error": {"Error": ..., "Cause": ...}}
 or EventBridge's "Step Functions Execution Status Change" event (ABORTED / TIMED_OUT / FAILED;
-the execution's name is the job id) and ends the job the same way either way. An event that no
+the execution's name is the job id) and ends the job the same way either way. It also takes
+Batch's "Job State Change" event of a stage job gone RUNNABLE/STARTING and tells the job it waits
+for a GPU instance (``handlers.capacity``). An event that no
 retry could make right (not an object, no ``detail``, a bad job id, an unknown action or job, an
 execution of another state machine) is dropped with a logged reason and the metric
 ``CleanupEventsDropped``, never raised: Lambda would retry it and then dead-letter it. AWS errors
@@ -28,7 +30,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers import deps
-from handlers.capacity import watch_capacity
+from handlers.capacity import BATCH_SOURCE, BATCH_STATE_CHANGE, note_waiting, queue_name, watch_capacity
 from handlers.executions import RUNNING as EXECUTION_RUNNING
 from handlers.executions import execution_arn, execution_status
 from handlers.finishing import cancel_job, describe_sfn_error, expire_upload, fail_job, finish_after_execution
@@ -102,6 +104,23 @@ def _status_change(event: Mapping[str, Any], d: deps.Deps) -> dict[str, Any]:
         return _ignored("status change for an unknown job", job_id=job_id)
 
 
+def _batch_job_state_change(event: Mapping[str, Any], d: deps.Deps) -> dict[str, Any]:
+    """A stage job of this stack's queue gone RUNNABLE/STARTING: its job is told at once."""
+    detail = event.get("detail")
+    if not isinstance(detail, Mapping):
+        return _ignored("batch job state change without a detail object")
+    queue = str(detail.get("jobQueue") or "")
+    if not d.settings.job_queue or queue_name(queue) != queue_name(d.settings.job_queue):
+        return _ignored("batch job of another queue", queue=queue[:300])
+    created = detail.get("createdAt")
+    created_ms = float(created) if isinstance(created, int | float) else d.clock() * 1000
+    status = str(detail.get("status"))[:40]
+    job_id = note_waiting(d, str(detail.get("jobName") or ""), status, created_ms, queue)
+    if job_id is None:  # not a stage job, past waiting, or the stage began already
+        return {"job_id": None, "status": None, "ignored": f"batch job {status}: nothing to tell"}
+    return {"job_id": job_id, "status": None, "noted": f"waiting for a GPU instance ({status})"}
+
+
 def process_cleanup(event: Any, d: deps.Deps | None = None) -> dict[str, Any]:
     """Dispatch on the event's shape (see the module docstring); anything else is dropped, logged."""
     d = d or deps.current()
@@ -111,7 +130,9 @@ def process_cleanup(event: Any, d: deps.Deps | None = None) -> dict[str, Any]:
         return _state_machine_input(event, d)
     if event.get("source") == SFN_SOURCE and event.get("detail-type") == STATUS_CHANGE_DETAIL_TYPE:
         return _status_change(event, d)
-    return _ignored("neither a cleanup action nor a Step Functions status change")
+    if event.get("source") == BATCH_SOURCE and event.get("detail-type") == BATCH_STATE_CHANGE:
+        return _batch_job_state_change(event, d)
+    return _ignored("neither a cleanup action, a Step Functions status change nor a Batch job state change")
 
 
 @logger.inject_lambda_context(clear_state=True, correlation_id_path="id || job_id")

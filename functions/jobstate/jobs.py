@@ -442,15 +442,26 @@ class JobStore:
                 raise StateConflict(f"job is {current.status}, not QUEUED or RUNNING")
         raise StateConflict("job changed while its stage began; try again")
 
-    def note(self, job_id: str, message: str) -> bool:
-        """Set the message of a QUEUED/RUNNING job (no status or progress change); False otherwise."""
+    def note(self, job_id: str, message: str, *, before_stage: str | None = None) -> bool:
+        """Set the message of a QUEUED/RUNNING job (no status or progress change); False otherwise.
+
+        With ``before_stage``, only while the job has not begun that stage yet: a note about the wait
+        for a stage (delivered late, say) never overwrites what the running stage reports.
+        """
         values = _values(
             queued=QUEUED, running=RUNNING, message=str(message)[:MAX_MESSAGE_LENGTH], now=self._now()
         )
+        condition = "#status IN (:queued, :running)"
+        if before_stage is not None:
+            try:
+                values |= _values(index=stage_named(before_stage).index)
+            except KeyError as error:
+                raise InvalidRequest(f"unknown stage {before_stage!r}") from error
+            condition += " AND (attribute_not_exists(stage_index) OR stage_index < :index)"
         job = self._update(
             job_id,
             "SET message = :message, updated_at = :now",
-            "#status IN (:queued, :running)",
+            condition,
             values,
             attribute_names={"#status": "status"},
         )

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -123,6 +123,8 @@ class ProcessExecutor:
     settings: ExecutorSettings = field(default_factory=ExecutorSettings)
     runs: list[JobRun] = field(default_factory=list)
     held: list[str] = field(default_factory=list)  # Batch job ids of a queue that never starts
+    # Told of every job handed over, before it starts or is held (Batch's RUNNABLE event).
+    on_runnable: Callable[[Any], None] | None = None
     _processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -134,6 +136,8 @@ class ProcessExecutor:
 
     def start(self, job: Any) -> None:
         """Begin the job's attempt and run it on a thread; returns at once (SubmitJob does not wait)."""
+        if self.on_runnable is not None:
+            self.on_runnable(job)
         if any(fnmatch.fnmatchcase(job.job_queue.name, p) for p in self.settings.never_start_queues):
             self._hold(job)
             return

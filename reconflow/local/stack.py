@@ -37,6 +37,7 @@ from reconflow.local import (
     s3_post_policy,
     template,
 )
+from reconflow.local.batch_events import BatchStateEvents
 from reconflow.local.executor import ExecutorSettings, ProcessExecutor
 from reconflow.local.http_api import HttpApiGateway, Identity, Route
 from reconflow.local.job_events import JobEventLog
@@ -416,6 +417,8 @@ class LocalStack:
                 cwd=REPO_ROOT,
                 settings=executor_settings,
             )
+            self.batch_events = BatchStateEvents(self.client("events"))
+            self.executor.on_runnable = self.batch_events.runnable
             self._exits.enter_context(moto_batch.patched(executor=self.executor.start))
             self._start_console()
             self.deployment = deployment = self._deploy()

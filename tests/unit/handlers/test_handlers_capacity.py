@@ -6,10 +6,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from handler_helpers import OWNER, World
+import pytest
+from handler_helpers import OWNER, World, load_event
 
-from handlers import capacity, deps
+from handlers import capacity, cleanup, deps
 from jobstate.ids import new_job_id
+from jobstate.stages import stage_named
 
 QUEUE = "arn:aws:batch:us-east-1:123456789012:job-queue/reconflow-gpu"
 
@@ -114,3 +116,88 @@ def test_stage_job_names_are_parsed_strictly() -> None:
     assert capacity.stage_job(f"reconflow-hull-{job_id.upper()}") is None
     assert capacity.stage_job(f"other-hull-{job_id}") is None
     assert capacity.stage_job("") is None
+
+
+# --- Batch's "Job State Change" event: the note at once, through the cleanup function -------------
+
+
+def _batch_event(stage: str, job_id: str, status: str = "RUNNABLE", queue: str = QUEUE) -> dict[str, Any]:
+    event = load_event("cleanup_batch_job_waiting.json")
+    event["detail"] |= {"jobName": f"reconflow-{stage}-{job_id}", "status": status, "jobQueue": queue}
+    return event
+
+
+def test_a_runnable_stage_job_event_tells_the_job_at_once(world: World) -> None:
+    watched, _ = _watching(world)
+    job_id = _running_after(world, "validate")
+    event = _batch_event("preprocess", job_id)
+    event["detail"]["createdAt"] = int((world.clock() - 42) * 1000)
+
+    answer = cleanup.process_cleanup(event, watched)
+
+    assert answer["job_id"] == job_id
+    assert world.job(job_id).message == (
+        "preprocess: waiting for a GPU instance (Batch job RUNNABLE for 42 s in queue reconflow-gpu)"
+    )
+
+
+def test_a_late_event_never_overwrites_what_the_running_stage_reports(world: World) -> None:
+    """The instance came and the stage began before the RUNNABLE event was delivered."""
+    watched, _ = _watching(world)
+    job_id = _running_after(world, "preprocess")
+    assert world.deps.jobs.report_progress(
+        job_id, stage_named("preprocess").progress_end, "preprocess: masks 3/48"
+    )
+
+    answer = cleanup.process_cleanup(_batch_event("preprocess", job_id, status="STARTING"), watched)
+
+    assert "ignored" in answer
+    assert world.job(job_id).message == "preprocess: masks 3/48"
+
+
+def test_the_sweep_never_overwrites_a_stage_that_began_either(world: World) -> None:
+    """ListJobs saw the job waiting; by the time of the note its stage had begun."""
+    watched, queue = _watching(world)
+    job_id = _running_after(world, "hull")
+    queue.submit(f"reconflow-hull-{job_id}", world.clock() - 30)
+
+    report = capacity.watch_capacity(watched)
+
+    assert report.waiting == []
+    assert world.job(job_id).message == "hull started"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"detail": "not an object"}, "batch job state change without a detail object"),
+        ({"detail": {"jobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/other"}}, "another queue"),
+    ],
+)
+def test_malformed_or_foreign_batch_events_are_dropped_with_their_reason(
+    world: World, change: dict[str, Any], reason: str
+) -> None:
+    watched, _ = _watching(world)
+    job_id = _running_after(world, "validate")
+    event = _batch_event("preprocess", job_id)
+    if isinstance(change["detail"], dict):
+        event["detail"] |= change["detail"]
+    else:
+        event["detail"] = change["detail"]
+
+    answer = cleanup.process_cleanup(event, watched)
+
+    assert reason in answer["ignored"]
+    assert world.job(job_id).message == "validate started"
+
+
+def test_events_of_finished_jobs_and_other_job_names_change_nothing(world: World) -> None:
+    watched, _ = _watching(world)
+    finished = _running_after(world, "export")
+    world.deps.jobs.succeed(finished, {})
+    before = world.job(finished)
+
+    for event in (_batch_event("export", finished), _batch_event("export", "not-a-job")):
+        assert "ignored" in cleanup.process_cleanup(event, watched)
+
+    assert world.job(finished) == before

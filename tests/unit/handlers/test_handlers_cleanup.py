@@ -185,7 +185,10 @@ def test_status_change_events_that_need_nothing_change_nothing(world: World, sta
         ({"action": "explode", "job_id": JOB_ID}, "unknown cleanup action 'explode'"),
         ({"action": "cancel", "job_id": "../etc"}, "cleanup input without a valid job id"),
         ({"action": "cancel", "job_id": new_job_id()}, "cleanup input for an unknown job"),
-        ({"hello": "world"}, "neither a cleanup action nor a Step Functions status change"),
+        (
+            {"hello": "world"},
+            "neither a cleanup action, a Step Functions status change nor a Batch job state change",
+        ),
         (["a", "list"], "event is a list, not an object"),
         (
             {"source": "aws.states", "detail-type": "Step Functions Execution Status Change"},

@@ -125,13 +125,19 @@ def test_the_bucket_is_private_encrypted_tls_only_and_expires_what_it_should(sam
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_abnormal_execution_ends_reach_the_cleanup_function(sam: dict[str, Any]) -> None:
-    (event,) = properties(sam, "CleanupFunction")["Events"].values()
-    pattern = event["Properties"]["Pattern"]
+def test_failed_executions_and_waiting_stage_jobs_reach_the_cleanup_function(sam: dict[str, Any]) -> None:
+    events = properties(sam, "CleanupFunction")["Events"]
+    assert sorted(events) == ["ExecutionEndedAbnormally", "StageJobWaiting"]
+    pattern = events["ExecutionEndedAbnormally"]["Properties"]["Pattern"]
     assert pattern["source"] == ["aws.states"]
     assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
     assert sorted(pattern["detail"]["status"]) == ["ABORTED", "FAILED", "TIMED_OUT"]
     assert pattern["detail"]["stateMachineArn"] == [{"Ref": "StateMachine"}]
+    waiting = events["StageJobWaiting"]["Properties"]["Pattern"]
+    assert waiting["source"] == ["aws.batch"]
+    assert waiting["detail-type"] == ["Batch Job State Change"]
+    assert sorted(waiting["detail"]["status"]) == ["RUNNABLE", "STARTING"]
+    assert waiting["detail"]["jobQueue"] == [{"Ref": "GpuJobQueue"}]
     (schedule,) = properties(sam, "ReconcileFunction")["Events"].values()
     assert schedule["Type"] == "Schedule"  # an EventBridge rule, which the local stack also runs
     assert schedule["Properties"]["Schedule"].startswith("rate(")
