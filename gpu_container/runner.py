@@ -34,9 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from gpu_container import logs
 from gpu_container.engine.context import (
@@ -44,7 +42,7 @@ from gpu_container.engine.context import (
     CaptureError,
     StageCancelled,
     StageContext,
-    default_device,
+    make_device,
 )
 from gpu_container.s3sync import (
     TransferSettings,
@@ -61,6 +59,9 @@ from jobstate.jobs import Job, JobStore
 from jobstate.progress import ThrottledProgress
 from jobstate.settings import Settings
 from jobstate.stages import STAGE_NAMES
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ class StageRunner:
         store: JobStore | None = None,
         s3: Any = None,
         bucket: str | None = None,
-        device: torch.device | None = None,
+        device: torch.device | str | None = None,
         settings: RunnerSettings | None = None,
         core_settings: Settings | None = None,
         stage_functions: dict[str, StageFunction] | None = None,
@@ -181,11 +182,18 @@ class StageRunner:
         self.store = store or JobStore(settings=self.core_settings)
         self.s3 = s3 if s3 is not None else aws.client("s3", self.core_settings)
         self.bucket = bucket or self.core_settings.bucket_name
-        self.device = device or default_device()
+        self._device = device
         self.stage_functions = stage_functions or {}
         self.clock = clock
         self.exit_process = exit_process
         self.terminated = False  # set by SIGTERM: stop like a cancel, write nothing more
+
+    @property
+    def device(self) -> torch.device:
+        """The stage's torch device, made on first use: torch loads inside the stop watcher's watch."""
+        if self._device is None or isinstance(self._device, str):
+            self._device = make_device(self._device)
+        return self._device
 
     # -- one stage -------------------------------------------------------------------------------
 
@@ -213,7 +221,7 @@ class StageRunner:
             min_interval_s=self.core_settings.progress_min_interval_s,
             clock=self.clock,
         )
-        log.info("stage started", preset=job.preset, device=str(self.device))
+        log.info("stage started", preset=job.preset)
         started = time.perf_counter()
 
         def end_now() -> None:
@@ -254,6 +262,7 @@ class StageRunner:
         job_id = job.job_id
         with self._job_folder(job_id) as job_dir:
             self._download(job, stage, job_dir, log)
+            log.info("engine starting", device=str(self.device))
             context = StageContext(
                 job_dir=job_dir,
                 preset=job.preset,
@@ -427,7 +436,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def _command(args: argparse.Namespace, stage: str | None) -> int:
     """One stage (or all of them), with JSON logs and SIGTERM turned into a stop."""
     logs.configure(args.log_level)
-    runner = StageRunner(device=torch.device(args.device) if args.device else None)
+    runner = StageRunner(device=args.device)
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: setattr(runner, "terminated", True))
     try:
         code = runner.run(stage, args.job_id) if stage else runner.run_all(args.job_id)

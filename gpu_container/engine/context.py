@@ -1,4 +1,8 @@
-"""What every stage receives besides its folder: the preset, the device, and the callbacks."""
+"""What every stage receives besides its folder: the preset, the device, and the callbacks.
+
+No torch at import: the stage runner imports this before it starts its stop watcher, and torch
+takes seconds to load, so it is imported where a device is first made.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from jobstate.stages import PRESETS
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "PRESETS",
@@ -20,6 +26,7 @@ __all__ = [
     "StageContext",
     "Stopwatch",
     "default_device",
+    "make_device",
     "write_stage_record",
 ]
 
@@ -46,7 +53,7 @@ class StageCancelled(Exception):
 class StageContext:
     job_dir: Path
     preset: str = "standard"
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    device: torch.device = field(default_factory=lambda: make_device("cpu"))
     seed: int = 0
     on_progress: ProgressCallback = lambda fraction, message: None
     should_stop: StopCheck = lambda: False
@@ -73,9 +80,18 @@ class StageContext:
             raise StageCancelled("stop requested")
 
 
+def make_device(name: str | None = None) -> torch.device:
+    """The torch device ``name``; without one, CUDA when present, the CPU otherwise."""
+    import torch
+
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def default_device() -> torch.device:
     """CUDA when present, the CPU otherwise."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return make_device()
 
 
 class Stopwatch:
