@@ -20,6 +20,7 @@ from typing import Any
 
 from handlers.deps import Deps
 from handlers.observability import count, logger
+from jobstate.errors import JobNotFound
 from jobstate.ids import is_job_id
 from jobstate.jobs import QUEUED, RUNNING
 
@@ -40,6 +41,7 @@ GPU_QUOTAS = (
 class CapacityReport:
     waiting: list[str] = field(default_factory=list)  # job ids told they wait
     failed: list[str] = field(default_factory=list)  # job ids failed no_gpu_capacity
+    ended: list[str] = field(default_factory=list)  # job ids cancelled while waiting: Batch job ended
 
 
 def stage_job(job_name: str) -> tuple[str, str] | None:
@@ -81,6 +83,13 @@ def note_waiting(d: Deps, job_name: str, batch_status: str, created_at_ms: float
     return job_id if told else None
 
 
+def _job_status(d: Deps, job_id: str) -> str | None:
+    try:
+        return d.jobs.get(job_id, consistent=True).status
+    except JobNotFound:
+        return None
+
+
 def _waiting_jobs(batch: Any, queue: str) -> list[dict[str, Any]]:
     found = []
     for status in WAITING_STATUSES:
@@ -108,6 +117,11 @@ def watch_capacity(d: Deps) -> CapacityReport:
         if waited_s <= timeout_s:
             if note_waiting(d, summary["jobName"], status, summary["createdAt"], queue):
                 report.waiting.append(job_id)
+            elif _job_status(d, job_id) not in (QUEUED, RUNNING):
+                # Cancelled (or ended) while its stage waited: no container will ever see the stop,
+                # so end the Batch job now; the execution's Catch then runs the cancel's cleanup.
+                d.batch.terminate_job(jobId=summary["jobId"], reason=f"job {job_id} is no longer active")
+                report.ended.append(job_id)
             continue
         message = no_capacity_message(stage, status, timeout_s, queue)
         failed = d.jobs.fail(job_id, NO_GPU_CAPACITY, message, from_states=(QUEUED, RUNNING))

@@ -154,6 +154,7 @@ class ReconcileReport:
     expired: list[str] = field(default_factory=list)  # CREATED jobs whose upload never came
     gpu_waiting: list[str] = field(default_factory=list)  # told they wait for a GPU instance
     no_gpu_capacity: list[str] = field(default_factory=list)  # failed: waited too long
+    gpu_wait_ended: list[str] = field(default_factory=list)  # cancelled while waiting: Batch job ended
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -207,6 +208,7 @@ def reconcile_jobs(d: deps.Deps | None = None) -> ReconcileReport:
     try:
         capacity = watch_capacity(d)
         report.gpu_waiting, report.no_gpu_capacity = capacity.waiting, capacity.failed
+        report.gpu_wait_ended = capacity.ended
     except Exception:
         logger.exception("GPU capacity not checked")
         report.errors.append("capacity")

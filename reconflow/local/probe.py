@@ -44,6 +44,7 @@ class JobObserver:
     final: dict[str, Any] | None = None
     _thread: threading.Thread | None = None
     _done: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
 
     def _record(self, job: dict[str, Any]) -> None:
         seen = Observation(
@@ -64,13 +65,13 @@ class JobObserver:
 
     def _run(self) -> None:
         try:
-            while True:
+            while not self._stop.is_set():
                 job = self.client.get_job(self.job_id)
                 self._record(job)
                 if job["status"] in TERMINAL_STATUSES:
                     self.final = job
                     return
-                time.sleep(self.interval_s)
+                self._stop.wait(self.interval_s)
         finally:
             self._done.set()
 
@@ -78,6 +79,11 @@ class JobObserver:
         self._thread = threading.Thread(target=self._run, name=f"observe-{self.job_id[:8]}", daemon=True)
         self._thread.start()
         return self
+
+    def stop(self) -> None:
+        """Stop watching a job that is not meant to end (before its stack stops)."""
+        self._stop.set()
+        self._done.wait(self.interval_s + 30)
 
     def wait(self, timeout_s: float) -> dict[str, Any]:
         """The final job body; ``TimeoutError`` if it did not end in time."""

@@ -1,5 +1,6 @@
-"""Batch's "Job State Change" event reaches the cleanup function through the template's rule: a
-stage waiting for a GPU instance says so at once, with no reconciler run to find it."""
+"""A stage waiting for a GPU instance: Batch's "Job State Change" event reaches the cleanup function
+through the template's rule, so the job says so at once, with no reconciler run to find it; and a
+job cancelled while it waits ends CANCELLED and purged."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from jobstate.settings import Settings
 from reconflow.cli import make_sample_capture
 from reconflow.client import ReconFlowClient
 from reconflow.local.executor import ExecutorSettings
 from reconflow.local.probe import JobObserver, wait_until
 from reconflow.local.stack import LocalStack, StackSettings
 
-NO_RECONCILE_S = 3600.0  # the reconciler never runs during the test
+NO_RECONCILE_S = 3600.0  # the reconciler never runs during the first test
+RECONCILE_INTERVAL_S = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +46,37 @@ def test_a_stage_waiting_for_an_instance_says_so_from_batchs_event(stack: LocalS
     assert waiting.status == "QUEUED"
     assert len(stack.executor.held) == 1
     assert stack.batch_events.sent == [(f"reconflow-validate-{job_id}", "RUNNABLE")]
+    observer.stop()  # the job waits for good: no reconciler here to end it
+
+
+@pytest.fixture(scope="module")
+def reconciled_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    settings = replace(
+        StackSettings(work_dir=tmp_path_factory.mktemp("gpu-wait-cancel"), engine_profile="tiny"),
+        executor=ExecutorSettings(never_start_queues=("*",)),
+        reconcile_interval_s=RECONCILE_INTERVAL_S,
+    )
+    with LocalStack(settings) as running:
+        yield running
+
+
+def test_a_job_cancelled_while_its_stage_waits_ends_cancelled_without_the_grace(
+    reconciled_stack: LocalStack, tmp_path: Path
+) -> None:
+    """No container polls the stop: the reconciler ends the waiting Batch job, the execution's
+    Catch runs the cancel's cleanup (not CANCEL_GRACE_S later, by StopExecution)."""
+    client = ReconFlowClient(api_url=reconciled_stack.api_url)
+    capture = make_sample_capture(tmp_path / "sample.zip", ["--views", "8", "--size", "32"])
+    job_id = client.submit(capture, preset="draft", name="cancelled-while-waiting")
+    observer = JobObserver(client, job_id).start()
+    wait_until(lambda: observer.first(lambda seen: "waiting for a GPU" in seen.message), timeout_s=60)
+
+    client.confirm_cancel(job_id, client.request_cancel(job_id)["token"])
+    final = observer.wait(60)
+
+    assert final["status"] == "CANCELLED"
+    listed = reconciled_stack.client("s3").list_object_versions(
+        Bucket=Settings().bucket_name, Prefix=f"jobs/{job_id}/"
+    )
+    assert listed.get("Versions", []) == []
+    assert listed.get("DeleteMarkers", []) == []

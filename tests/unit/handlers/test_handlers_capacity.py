@@ -95,11 +95,11 @@ def test_past_the_wait_limit_the_job_fails_no_gpu_capacity_and_the_batch_job_end
     assert [job for job, _ in queue.terminated] == [batch_job]
 
 
-def test_jobs_of_other_names_and_finished_jobs_are_not_changed(world: World) -> None:
+def test_jobs_of_other_names_are_left_alone_and_finished_jobs_keep_their_status(world: World) -> None:
     watched, queue = _watching(world, timeout_s=60)
     finished = _running_after(world, "export")
     world.deps.jobs.succeed(finished, {})
-    queue.submit(f"reconflow-mesh-{finished}", world.clock() - 10)
+    leftover = queue.submit(f"reconflow-mesh-{finished}", world.clock() - 10)
     queue.submit("someone-elses-job", world.clock() - 10_000)
 
     report = capacity.watch_capacity(watched)
@@ -107,7 +107,8 @@ def test_jobs_of_other_names_and_finished_jobs_are_not_changed(world: World) -> 
     assert report.waiting == []
     assert report.failed == []
     assert world.job(finished).status == "SUCCEEDED"
-    assert queue.terminated == []
+    # the finished job's stray stage job has no use for an instance; someone else's is not ours
+    assert [job for job, _ in queue.terminated] == [leftover]
 
 
 def test_stage_job_names_are_parsed_strictly() -> None:
@@ -201,3 +202,19 @@ def test_events_of_finished_jobs_and_other_job_names_change_nothing(world: World
         assert "ignored" in cleanup.process_cleanup(event, watched)
 
     assert world.job(finished) == before
+
+
+def test_a_job_cancelled_while_its_stage_waits_has_the_batch_job_ended_at_once(world: World) -> None:
+    """No container will ever poll the stop: the sweep ends the Batch job, the execution's Catch
+    then runs the cancel's cleanup, long before the cancel grace would stop the execution."""
+    watched, queue = _watching(world)
+    job_id = _running_after(world, "validate")
+    batch_job = queue.submit(f"reconflow-preprocess-{job_id}", world.clock() - 30)
+    jobs = world.deps.jobs
+    jobs.confirm_cancel(job_id, OWNER, jobs.request_cancel(job_id, OWNER).token)
+
+    report = capacity.watch_capacity(watched)
+
+    assert report.ended == [job_id]
+    assert [job for job, _ in queue.terminated] == [batch_job]
+    assert world.job(job_id).status == "CANCELLING"  # the cleanup function finishes it
