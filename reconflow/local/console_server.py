@@ -16,13 +16,14 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from reconflow.local import template
 from reconflow.local.http_api import CorsSettings
+from reconflow.local.http_server import LocalHTTPServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONSOLE_DIST = REPO_ROOT / "console" / "dist"
@@ -214,7 +215,7 @@ class ConsoleServer:
     config: dict[str, Any] = field(default_factory=dict)
     # Added to every answer (security_headers()).
     headers: dict[str, str] = field(default_factory=dict)
-    _server: ThreadingHTTPServer | None = None
+    _server: LocalHTTPServer | None = None
     _thread: threading.Thread | None = None
 
     @property
@@ -287,8 +288,7 @@ class ConsoleServer:
             def log_message(self, format: str, *args: Any) -> None:  # quiet by default
                 return
 
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
-        self._server.daemon_threads = True
+        self._server = LocalHTTPServer((self.host, self.port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="console", daemon=True)
         self._thread.start()
         return self

@@ -18,11 +18,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from reconflow.client import DEV_IDENTITY_HEADER
+from reconflow.local.http_server import LocalHTTPServer
 
 DEFAULT_DEV_SUB = "local-dev"
 LOCAL_API_ID = "localapi"
@@ -219,7 +220,7 @@ class HttpApiGateway:
     max_body_bytes: int = 10 * 1024 * 1024
     # The API's CORS settings; None: no CORS headers at all (an API without CorsConfiguration).
     cors: CorsSettings | None = None
-    _server: ThreadingHTTPServer | None = None
+    _server: LocalHTTPServer | None = None
     _thread: threading.Thread | None = None
 
     def dispatch(self, method: str, target: str, headers: dict[str, str], body: bytes) -> HttpResponse:
@@ -282,8 +283,7 @@ class HttpApiGateway:
             def log_message(self, format: str, *args: Any) -> None:  # quiet by default
                 return
 
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
-        self._server.daemon_threads = True
+        self._server = LocalHTTPServer((self.host, self.port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="http-api", daemon=True)
         self._thread.start()
 
