@@ -24,22 +24,23 @@ SAMPLE_SIZE = 64
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def cancel_window_s() -> int:
+    """The stack's CANCEL_CONFIRM_WINDOW_S (a module may override this fixture)."""
+    return CANCEL_CONFIRM_WINDOW_S
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, cancel_window_s: int) -> Iterator[LocalStack]:
     settings = StackSettings(
         work_dir=tmp_path_factory.mktemp("stack"),
         engine_profile="tiny",
         environment={
-            "CANCEL_CONFIRM_WINDOW_S": str(CANCEL_CONFIRM_WINDOW_S),
+            "CANCEL_CONFIRM_WINDOW_S": str(cancel_window_s),
             "PROGRESS_MIN_INTERVAL_S": "0.2",
         },
     )
     with LocalStack(settings) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def cancel_window_s() -> int:
-    return CANCEL_CONFIRM_WINDOW_S
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """The web console in a real headless Chromium (Debian's, driven by Playwright) against the local stack.
 
-The stack is the e2e one (the real template, handlers, ASL and stage runner on moto, ``tiny``
-engine profile) with a cancel window long enough for a person to read the dialog. Tests drive the
+The stack is the e2e one (``tests/e2e/conftest.py``: the real template, handlers, ASL and stage
+runner on moto, ``tiny`` engine profile) with a cancel window long enough for a person to read the
+dialog. Tests drive the
 pages by roles and labels. Screenshots go to ``RECONFLOW_SCREENSHOTS_DIR`` when it is set (the
 README's pictures: ``RECONFLOW_SCREENSHOTS_DIR=docs/screenshots``), else to a temporary folder.
 """
@@ -17,7 +18,6 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_
 
 from reconflow.local.browser import VIEWPORT, BrowserMissing, launch
 from reconflow.local.console_server import CONSOLE_DIST
-from reconflow.local.stack import LocalStack, StackSettings
 
 SCREENSHOTS_ENV = "RECONFLOW_SCREENSHOTS_DIR"
 # A person reads the dialog before confirming: a realistic window, not the e2e module's 2 s.
@@ -43,19 +43,15 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def cancel_window_s() -> int:
+    """The e2e stack (tests/e2e/conftest.py) with a window a person has time to confirm in."""
+    return CANCEL_CONFIRM_WINDOW_S
+
+
+@pytest.fixture(scope="module", autouse=True)
+def console_built() -> None:
     if not (CONSOLE_DIST / "index.html").is_file():
         pytest.fail(f"the console is not built ({CONSOLE_DIST}): run `make console`")
-    settings = StackSettings(
-        work_dir=tmp_path_factory.mktemp("stack"),
-        engine_profile="tiny",
-        environment={
-            "CANCEL_CONFIRM_WINDOW_S": str(CANCEL_CONFIRM_WINDOW_S),
-            "PROGRESS_MIN_INTERVAL_S": "0.2",
-        },
-    )
-    with LocalStack(settings) as running:
-        yield running
 
 
 @pytest.fixture
