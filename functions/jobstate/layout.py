@@ -37,6 +37,7 @@ OUTPUT_FILES: tuple[str, ...] = (
     "model.png",
     "model.ply",
     "preview.png",
+    "cameras.json",
     "report.json",
 )
 MAX_KEY_BYTES = 1024  # S3's own limit on a key

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from jobstate.layout import OUTPUT_FILES
 from reconflow.cli import ExitCode
 from reconflow.cli import main as reconflow_main
 from reconflow.client import ApiError, ReconFlowClient
@@ -109,6 +110,7 @@ def test_job_goes_through_all_six_stages_to_succeeded_with_rising_progress(
     assert len(set(progress)) >= len(STAGES)
     assert progress[-1] == 100.0
     assert {"model.glb", "model.obj", "model.ply", "preview.png", "report.json"} <= set(final["downloads"])
+    assert set(final["downloads"]) <= set(OUTPUT_FILES)  # what DESIGN.md's layout says export writes
 
 
 def test_outputs_download_with_the_cli(
