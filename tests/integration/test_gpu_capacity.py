@@ -5,30 +5,29 @@ queue, its Batch job is terminated and the execution ends, instead of hanging fo
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from stack_builders import no_capacity_stack
 
 from reconflow.cli import make_sample_capture
 from reconflow.client import ReconFlowClient
-from reconflow.local.executor import ExecutorSettings
 from reconflow.local.probe import JobObserver, wait_until
-from reconflow.local.stack import LocalStack, StackSettings
+from reconflow.local.stack import LocalStack
 
 GPU_WAIT_TIMEOUT_S = 6
 RECONCILE_INTERVAL_S = 1.0
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    settings = replace(
-        StackSettings(work_dir=tmp_path_factory.mktemp("no-capacity"), engine_profile="tiny"),
-        executor=ExecutorSettings(never_start_queues=("*",)),
-        environment={"GPU_WAIT_TIMEOUT_S": str(GPU_WAIT_TIMEOUT_S)},
+def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[LocalStack]:
+    with no_capacity_stack(
+        tmp_path_factory.mktemp("no-capacity"),
         reconcile_interval_s=RECONCILE_INTERVAL_S,
-    )
-    with LocalStack(settings) as running:
+        environment={"GPU_WAIT_TIMEOUT_S": str(GPU_WAIT_TIMEOUT_S)},
+    ) as running:
         yield running
 
 

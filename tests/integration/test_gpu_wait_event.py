@@ -5,30 +5,28 @@ job cancelled while it waits ends CANCELLED and purged."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from stack_builders import no_capacity_stack
 
 from jobstate.settings import Settings
 from reconflow.cli import make_sample_capture
 from reconflow.client import ReconFlowClient
-from reconflow.local.executor import ExecutorSettings
 from reconflow.local.probe import JobObserver, wait_until
-from reconflow.local.stack import LocalStack, StackSettings
+from reconflow.local.stack import LocalStack
 
 NO_RECONCILE_S = 3600.0  # the reconciler never runs during the first test
 RECONCILE_INTERVAL_S = 1.0
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    settings = replace(
-        StackSettings(work_dir=tmp_path_factory.mktemp("gpu-wait-event"), engine_profile="tiny"),
-        executor=ExecutorSettings(never_start_queues=("*",)),
-        reconcile_interval_s=NO_RECONCILE_S,
-    )
-    with LocalStack(settings) as running:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[LocalStack]:
+    with no_capacity_stack(
+        tmp_path_factory.mktemp("gpu-wait-event"), reconcile_interval_s=NO_RECONCILE_S
+    ) as running:
         yield running
 
 
@@ -50,13 +48,12 @@ def test_a_stage_waiting_for_an_instance_says_so_from_batchs_event(stack: LocalS
 
 
 @pytest.fixture(scope="module")
-def reconciled_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    settings = replace(
-        StackSettings(work_dir=tmp_path_factory.mktemp("gpu-wait-cancel"), engine_profile="tiny"),
-        executor=ExecutorSettings(never_start_queues=("*",)),
-        reconcile_interval_s=RECONCILE_INTERVAL_S,
-    )
-    with LocalStack(settings) as running:
+def reconciled_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[LocalStack]:
+    with no_capacity_stack(
+        tmp_path_factory.mktemp("gpu-wait-cancel"), reconcile_interval_s=RECONCILE_INTERVAL_S
+    ) as running:
         yield running
 
 
