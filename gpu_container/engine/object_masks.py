@@ -12,10 +12,12 @@
    image stays open at the border, as a close-up must).
 4. Cross-check: the masks carve a k-of-n visual hull above the plane (``hull.soft_vote``; a fifth
    of the views may disagree), whose rendering (embree) seeds a second GrabCut; the last hull's
-   rendering, with each view's own outline within a few pixels of it, is the mask: the table under
-   the object and stray pixels that other views do not confirm drop out, a part that a few views
-   miss comes back. Masks are grown by ``final_grow_px``: the hull stage carves strictly, so a
-   pixel too few loses a part while a pixel too many is carved off by photo-consistency later.
+   rendering confirms: a view's mask is kept where it lies within a few pixels of it, so the table
+   under the object and stray pixels that other views do not confirm drop out (the rendering is not
+   added: on the cross-check's coarse grid it stands a pixel or two proud of every outline).
+   Masks are grown by ``final_grow_px``: the hull stage carves strictly, so a pixel too few loses a
+   part while a pixel too many is carved off by photo-consistency later. They are found at
+   ``min_work_size`` or finer and area-resampled to the stage's size (soft edges).
 
 Masks returned are (N, H, W) uint8 (255 object) at the images' size. Cameras: OpenGL
 camera-to-world, pinhole intrinsics; a radial term (SIMPLE_RADIAL ``k1``) is applied in the
@@ -63,23 +65,27 @@ class MaskParams:
         0.98  # object points beyond this quantile of distance from their centre are dropped
     )
     hull_grow: float = 0.12  # per view, the points' 2D hull is grown by this fraction of its size
-    grabcut_iterations: int = 4
+    grabcut_iterations: int = 6
     seed_radius_px: int = 1  # definite-object disk round each projected point
     carve_resolution: int = 64  # grid points per axis of the cross-check's hull
     carve_tolerance_fraction: float = 0.2  # views allowed to exclude a hull point (k-of-n)
     carve_margin: float = 0.25  # the carve cube's half side over the object points' half extent
     confirm_grow_px: int = 2  # a mask pixel is kept within this distance of the hull's rendering
     refine_passes: int = 1  # GrabCut again from the hull's rendering (object core, band, background)
-    refine_band_px: int = 3  # half width of the uncertain band round the rendering's outline
+    refine_band_px: int = 5  # half width of the uncertain band round the rendering's outline
     # The final masks are grown by this many pixels: the hull stage carves strictly, so a pixel of the
     # object a mask misses is lost from every view, while a pixel too many is carved off later by
     # photo-consistency (reconstruct).
     final_grow_px: int = 1
+    # Masks are found at a long side of at least this many pixels (never above the images'), then
+    # area-resampled to the stage's size: at a coarse size a GrabCut pixel is a large share of the
+    # outline, and the resampled masks keep sub-pixel coverage for the hull's bilinear look-ups.
+    min_work_size: int = 256
     seed: int = 0
 
 
 PRESET_PARAMS = {
-    "draft": MaskParams(grabcut_iterations=3, carve_resolution=48, final_grow_px=0),  # 128² masks
+    "draft": MaskParams(carve_resolution=48, final_grow_px=0),  # found at 256², area-resampled to 128²
     "standard": MaskParams(),
     "high": MaskParams(carve_resolution=96),
 }
@@ -445,13 +451,14 @@ def estimate_masks(
             rendered = hull_renderings(masks, cam_to_world, intrinsics, found, params, ctx)
             if rendered is None:
                 break
-            if refine == params.refine_passes:  # the last hull: what enough views agree on, with
-                # each view's own outline where it lies within a few pixels of the hull's
+            if refine == params.refine_passes:  # the last hull confirms: a view's own outline is
+                # kept where it lies within a few pixels of the hull's rendering (the rendering itself
+                # is not added: a k-of-n hull on a coarse grid stands a pixel or two proud of every
+                # outline, and the strict hull stage would keep that rim as extra material)
                 near = np.stack([_grown(view, params.confirm_grow_px) for view in rendered])
-                consistent = rendered | (masks & near)
+                consistent = masks & near
                 total = max(int(masks.sum()), 1)
                 figures["cross_check_kept_fraction"] = float((masks & near).sum() / total)
-                figures["cross_check_added_fraction"] = float((consistent & ~masks).sum() / total)
                 masks = np.stack([_grown(view, params.final_grow_px) for view in consistent])
                 break
             masks = np.stack(
