@@ -31,6 +31,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+# isort: off
+import gpu_container  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
+
+# isort: on
 import numpy as np
 import torch
 import trimesh

@@ -59,7 +59,10 @@ class SfmParams:
     min_model_size: int = 3
     min_registered_views: int = 8  # fewer registered views fail the job (pose_estimation_failed)
     min_registered_fraction: float = 0.5  # ... as do fewer than this fraction of the views
-    num_threads: int = -1  # pycolmap's threads (-1: all cores)
+    # pycolmap's threads (-1: all cores). One: with more, the order in which threads finish (in
+    # feature extraction as well as matching and mapping) changed the cameras, and so the masks, from
+    # run to run even with every RANSAC seeded; at these image sizes one thread costs little.
+    num_threads: int = 1
     log_level: int = 0  # glog's minloglevel in the child (0 INFO: the extraction count is read from it)
     poll_seconds: float = 0.2  # how often the parent checks should_stop() while the child works
     max_seconds: float = 1800.0  # the child is ended and the job fails after this long

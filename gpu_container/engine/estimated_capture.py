@@ -196,9 +196,9 @@ def complete(ctx: StageContext, manifest: dict, workers: int = 4) -> Completion:
     masks = None
     mask_figures: dict = {}
     if manifest["estimate"]["masks"]:
-        # masks at the size the later stages work at (no finer than the features were found at)
+        # masks at the size the later stages work at or ``min_work_size`` (no finer than the features)
         long_side = preprocess_stage.params_for(ctx.preset).long_side
-        mask_size = preprocess_stage.resized_size(*size, long_side)
+        mask_size = preprocess_stage.resized_size(*size, max(long_side, mask_params.min_work_size))
         scale = np.diag([mask_size[0] / size[0], mask_size[1] / size[1], 1.0])
         masks, mask_figures = object_masks.estimate_masks(
             resized(images[kept], *mask_size),

@@ -7,15 +7,20 @@
    into connected groups (``cKDTree`` pairs within a link radius); the group with the most points
    near the axis. Too few points: ``CaptureError("object_not_found")``.
 3. Per view: every object point projects inside the object's silhouette (occluded or not), so the
-   projections' convex hull, grown, bounds it and the projections seed it; OpenCV GrabCut splits the
-   region on colour (definite background beyond the grown hull only: a silhouette running off the
-   image stays open at the border, as a close-up must).
+   projections seed it, and their convex hull, with the points dropped onto the plane (an object
+   stands on its support: legs and bases too plain for features to match lie in between), grown,
+   bounds it. The support check marks the pixels that show the plane itself (their colour matches
+   where other views see the same point of the plane; shadows on the table too) as background.
+   OpenCV GrabCut splits the rest on colour (definite background beyond the grown hull only: a
+   silhouette running off the image stays open at the border, as a close-up must).
 4. Cross-check: the masks carve a k-of-n visual hull above the plane (``hull.soft_vote``; a fifth
    of the views may disagree), whose rendering (embree) seeds a second GrabCut; the last hull's
-   rendering, with each view's own outline within a few pixels of it, is the mask: the table under
-   the object and stray pixels that other views do not confirm drop out, a part that a few views
-   miss comes back. Masks are grown by ``final_grow_px``: the hull stage carves strictly, so a
-   pixel too few loses a part while a pixel too many is carved off by photo-consistency later.
+   rendering confirms: a view's mask is kept where it lies within a few pixels of it, so the table
+   under the object and stray pixels that other views do not confirm drop out (the rendering is not
+   added: on the cross-check's coarse grid it stands a pixel or two proud of every outline).
+   Masks are grown by ``final_grow_px``: the hull stage carves strictly, so a pixel too few loses a
+   part while a pixel too many is carved off by photo-consistency later. They are found at
+   ``min_work_size`` or finer and area-resampled to the stage's size (soft edges).
 
 Masks returned are (N, H, W) uint8 (255 object) at the images' size. Cameras: OpenGL
 camera-to-world, pinhole intrinsics; a radial term (SIMPLE_RADIAL ``k1``) is applied in the
@@ -42,6 +47,8 @@ from gpu_container.engine import preprocess as preprocess_stage
 from gpu_container.engine.context import CaptureError, StageContext
 from gpu_container.engine.render import PinholeCamera, RayCaster
 
+OFF_IMAGE = -1e4  # colour read beyond another view's image: matches nothing
+
 
 @dataclass(frozen=True)
 class MaskParams:
@@ -62,24 +69,37 @@ class MaskParams:
     outlier_quantile: float = (
         0.98  # object points beyond this quantile of distance from their centre are dropped
     )
+    # GrabCut's region reaches down to the support plane under the object points (legs, a base)
+    support_column: bool = True
+    # Support check: a pixel whose ray meets the support plane and whose colour other views see at
+    # that point of the plane (textured, matching) is the table, shadows included: definite background.
+    support_check_views: int = 4  # other views compared, their directions nearest ...
+    support_check_angle_deg: float = 30.0  # ... this angle from the view's own (parallax off the plane)
+    support_check_tolerance: float = 6.0  # mean absolute colour difference (0-255) of a match
+    support_check_texture: float = 6.0  # a pixel's local grey standard deviation must exceed this
+    support_check_window_px: int = 5  # window of both
     hull_grow: float = 0.12  # per view, the points' 2D hull is grown by this fraction of its size
-    grabcut_iterations: int = 4
+    grabcut_iterations: int = 6
     seed_radius_px: int = 1  # definite-object disk round each projected point
     carve_resolution: int = 64  # grid points per axis of the cross-check's hull
     carve_tolerance_fraction: float = 0.2  # views allowed to exclude a hull point (k-of-n)
     carve_margin: float = 0.25  # the carve cube's half side over the object points' half extent
     confirm_grow_px: int = 2  # a mask pixel is kept within this distance of the hull's rendering
     refine_passes: int = 1  # GrabCut again from the hull's rendering (object core, band, background)
-    refine_band_px: int = 3  # half width of the uncertain band round the rendering's outline
+    refine_band_px: int = 5  # half width of the uncertain band round the rendering's outline
     # The final masks are grown by this many pixels: the hull stage carves strictly, so a pixel of the
     # object a mask misses is lost from every view, while a pixel too many is carved off later by
     # photo-consistency (reconstruct).
     final_grow_px: int = 1
+    # Masks are found at a long side of at least this many pixels (never above the images'), then
+    # area-resampled to the stage's size: at a coarse size a GrabCut pixel is a large share of the
+    # outline, and the resampled masks keep sub-pixel coverage for the hull's bilinear look-ups.
+    min_work_size: int = 256
     seed: int = 0
 
 
 PRESET_PARAMS = {
-    "draft": MaskParams(grabcut_iterations=3, carve_resolution=48, final_grow_px=0),  # 128² masks
+    "draft": MaskParams(carve_resolution=48, final_grow_px=0),  # found at 256², area-resampled to 128²
     "standard": MaskParams(),
     "high": MaskParams(carve_resolution=96),
 }
@@ -280,14 +300,27 @@ def project(points: np.ndarray, cam_to_world: np.ndarray, intrinsics: np.ndarray
     return uv, depth
 
 
-def grabcut_mask(image: np.ndarray, uv: np.ndarray, params: MaskParams) -> np.ndarray:
-    """(H, W) bool object mask of one view from the object points' projections ``uv`` (P, 2)."""
+def grabcut_mask(
+    image: np.ndarray,
+    uv: np.ndarray,
+    params: MaskParams,
+    uv_support: np.ndarray | None = None,
+    background: np.ndarray | None = None,
+) -> np.ndarray:
+    """(H, W) bool object mask of one view from the object points' projections ``uv`` (P, 2).
+
+    ``uv_support`` (Q, 2): the projections of the same points dropped onto the support plane. An
+    object stands on its support, so the region between its points and the plane may hold it (legs,
+    a base: surfaces too plain for features to be matched on); it widens the region GrabCut decides
+    on, but seeds nothing. ``background`` (H, W) bool: pixels known to be background (the table).
+    """
     height, width = image.shape[:2]
     inside = (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
     if inside.sum() < 3:
         return np.zeros((height, width), dtype=bool)
+    region = uv if uv_support is None else np.concatenate([uv, uv_support])
     try:
-        hull = uv[ConvexHull(uv).vertices]
+        hull = region[ConvexHull(region).vertices]
     except QhullError:
         return np.zeros((height, width), dtype=bool)
     centre = hull.mean(axis=0)
@@ -298,8 +331,9 @@ def grabcut_mask(image: np.ndarray, uv: np.ndarray, params: MaskParams) -> np.nd
     cv2.fillPoly(labels, [grown_pad], cv2.GC_PR_BGD, lineType=cv2.LINE_8, shift=4)
     tight = np.round(hull * 16).astype(np.int32)
     cv2.fillPoly(labels, [tight], cv2.GC_PR_FGD, lineType=cv2.LINE_8, shift=4)
-    for u, v in uv[inside].astype(np.int32):
-        cv2.circle(labels, (int(u), int(v)), params.seed_radius_px, cv2.GC_FGD, -1)
+    if background is not None:
+        labels[background] = cv2.GC_BGD
+    labels[seed_pixels(uv, (height, width), params.seed_radius_px)] = cv2.GC_FGD
     # GrabCut over the grown hull's box only (with a margin of definite background round it)
     margin = max(4, int(0.1 * size))
     x0, y0 = np.maximum(np.floor(grown.min(axis=0)).astype(int) - margin, 0)
@@ -387,12 +421,33 @@ def _shrunk(mask: np.ndarray, pixels: int) -> np.ndarray:
     return cv2.erode(mask.astype(np.uint8), kernel, borderType=cv2.BORDER_REPLICATE) > 0
 
 
-def grabcut_refined(image: np.ndarray, rendered: np.ndarray, params: MaskParams) -> np.ndarray:
-    """(H, W) bool: GrabCut seeded by a hull rendering (its core object, beyond a band background)."""
+def seed_pixels(uv: np.ndarray, size: tuple[int, int], radius: int) -> np.ndarray:
+    """(H, W) bool: disks of ``radius`` round the projections ``uv`` (P, 2) that fall in the image."""
+    seeds = np.zeros(size, dtype=np.uint8)
+    inside = (uv[:, 0] >= 0) & (uv[:, 0] < size[1]) & (uv[:, 1] >= 0) & (uv[:, 1] < size[0])
+    for u, v in uv[inside].astype(np.int32):
+        cv2.circle(seeds, (int(u), int(v)), radius, 1, -1)
+    return seeds > 0
+
+
+def grabcut_refined(
+    image: np.ndarray,
+    rendered: np.ndarray,
+    params: MaskParams,
+    background: np.ndarray | None = None,
+    seeds: np.ndarray | None = None,
+) -> np.ndarray:
+    """(H, W) bool: GrabCut seeded by a hull rendering (its core object, beyond a band background);
+    ``background``: pixels known to be background whatever the rendering says; ``seeds``: pixels
+    known to be object (the object points: thin parts have no core in the rendering)."""
     labels = np.full(rendered.shape, cv2.GC_BGD, dtype=np.uint8)
     labels[_grown(rendered, params.refine_band_px)] = cv2.GC_PR_BGD
     labels[rendered] = cv2.GC_PR_FGD
     labels[_shrunk(rendered, params.refine_band_px)] = cv2.GC_FGD
+    if background is not None:
+        labels[background] = cv2.GC_BGD
+    if seeds is not None:
+        labels[seeds] = cv2.GC_FGD
     if not (labels == cv2.GC_FGD).any() or not (labels == cv2.GC_BGD).any():
         return rendered
     rows, cols = np.nonzero(labels != cv2.GC_BGD)
@@ -407,6 +462,82 @@ def grabcut_refined(image: np.ndarray, rendered: np.ndarray, params: MaskParams)
     mask = np.zeros(rendered.shape, dtype=bool)
     mask[y0:y1, x0:x1] = np.isin(roi, (cv2.GC_FGD, cv2.GC_PR_FGD))
     return _largest_parts(mask)
+
+
+def _support_pixels(
+    cam_to_world: np.ndarray, intrinsics: np.ndarray, plane: Plane, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where every pixel centre's ray meets ``plane``: points (H, W, 3) and whether it does, ahead (H, W)."""
+    height, width = size
+    rows, cols = np.meshgrid(np.arange(height) + 0.5, np.arange(width) + 0.5, indexing="ij")
+    in_camera = np.stack(
+        [
+            (cols - intrinsics[0, 2]) / intrinsics[0, 0],
+            -(rows - intrinsics[1, 2]) / intrinsics[1, 1],
+            -np.ones_like(cols),
+        ],
+        axis=-1,
+    )
+    directions = in_camera @ cam_to_world[:3, :3].T
+    origin = cam_to_world[:3, 3]
+    along = directions @ plane.normal
+    distance = -plane.height(origin[None])[0] / np.where(np.abs(along) > 1e-12, along, 1e-12)
+    return origin + distance[..., None] * directions, distance > 0
+
+
+def _local_mean(image: np.ndarray, window: int) -> np.ndarray:
+    return cv2.blur(image, (window, window), borderType=cv2.BORDER_REPLICATE)
+
+
+def support_background(
+    images: np.ndarray,
+    cam_to_world: np.ndarray,
+    intrinsics: np.ndarray,
+    found: FoundObject,
+    params: MaskParams,
+) -> np.ndarray:
+    """(N, H, W) bool: pixels that show the support plane itself (``MaskParams`` "support check").
+
+    Each view is compared with a few others through the plane: a pixel's ray meets the plane at a
+    point, the other view's colour there is looked up, and where it matches (in a textured window)
+    for at least one of them the pixel shows the plane. The object stands off the plane, so its
+    pixels land elsewhere in other views and do not match (plain parts of it could by chance, hence
+    the texture condition); shadows on the table are on the plane and match like the rest of it.
+    """
+    count, height, width = images.shape[:3]
+    out = np.zeros((count, height, width), dtype=bool)
+    if found.plane is None or count < 2:
+        return out
+    window = params.support_check_window_px
+    smooth = np.stack([cv2.GaussianBlur(image.astype(np.float32), (0, 0), 1.0) for image in images])
+    directions = cam_to_world[:, :3, 3] - found.look_at
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    angles = np.degrees(np.arccos(np.clip(directions @ directions.T, -1.0, 1.0)))
+    for view in range(count):
+        grey = cv2.cvtColor(images[view], cv2.COLOR_RGB2GRAY).astype(np.float32)
+        variance = _local_mean(grey * grey, window) - _local_mean(grey, window) ** 2
+        textured = np.sqrt(np.maximum(variance, 0.0)) > params.support_check_texture
+        points, ahead = _support_pixels(cam_to_world[view], intrinsics[view], found.plane, (height, width))
+        closeness = np.abs(angles[view] - params.support_check_angle_deg)
+        closeness[view] = np.inf
+        best = np.full((height, width), np.inf, dtype=np.float32)
+        for other in np.argsort(closeness)[: params.support_check_views]:
+            uv, depth = project(points.reshape(-1, 3), cam_to_world[other], intrinsics[other])
+            map_x = (uv[:, 0] - 0.5).reshape(height, width).astype(np.float32)  # OpenCV: centre at 0
+            map_y = (uv[:, 1] - 0.5).reshape(height, width).astype(np.float32)
+            seen = cv2.remap(
+                smooth[other],
+                map_x,
+                map_y,
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=-1e4,
+            )
+            difference = _local_mean(np.abs(seen - smooth[view]).mean(axis=-1), window)
+            difference[depth.reshape(height, width) <= 0] = np.inf
+            best = np.minimum(best, difference)
+        out[view] = ahead & textured & (best < params.support_check_tolerance)
+    return out
 
 
 def max_radial_shift(radial: np.ndarray, intrinsics: np.ndarray, size: tuple[int, int]) -> float:
@@ -432,30 +563,45 @@ def estimate_masks(
     """(N, H, W) uint8 masks (255 object) of ``images`` (N, H, W, 3) for the object ``found``."""
     low, high = band
     masks = np.zeros(images.shape[:3], dtype=bool)
+    pinhole = max_radial_shift(radial, intrinsics, images.shape[1:3]) <= params.confirm_grow_px
+    table = support_background(images, cam_to_world, intrinsics, found, params) if pinhole else None
+    seeds = np.zeros(images.shape[:3], dtype=bool)
     for view in range(len(images)):
         ctx.check_stop()
         uv, depth = project(found.points, cam_to_world[view], intrinsics[view], float(radial[view]))
-        masks[view] = grabcut_mask(images[view], uv[depth > 0], params)
+        support = None
+        if found.plane is not None and params.support_column:
+            feet = found.points - np.outer(found.plane.height(found.points), found.plane.normal)
+            uv_feet, depth_feet = project(feet, cam_to_world[view], intrinsics[view], float(radial[view]))
+            support = uv_feet[depth_feet > 0]
+        masks[view] = grabcut_mask(
+            images[view], uv[depth > 0], params, support, None if table is None else table[view]
+        )
+        seeds[view] = seed_pixels(uv[depth > 0], images.shape[1:3], params.seed_radius_px)
         ctx.on_progress(
             low + (high - low) * 0.8 * (view + 1) / len(images), f"masks {view + 1} of {len(images)}"
         )
     figures: dict = {"refine_passes": 0}
-    if max_radial_shift(radial, intrinsics, images.shape[1:3]) <= params.confirm_grow_px:
+    if pinhole:
         for refine in range(params.refine_passes + 1):
             rendered = hull_renderings(masks, cam_to_world, intrinsics, found, params, ctx)
             if rendered is None:
                 break
-            if refine == params.refine_passes:  # the last hull: what enough views agree on, with
-                # each view's own outline where it lies within a few pixels of the hull's
+            if refine == params.refine_passes:  # the last hull confirms: a view's own outline is
+                # kept where it lies within a few pixels of the hull's rendering (the rendering itself
+                # is not added: a k-of-n hull on a coarse grid stands a pixel or two proud of every
+                # outline, and the strict hull stage would keep that rim as extra material)
                 near = np.stack([_grown(view, params.confirm_grow_px) for view in rendered])
-                consistent = rendered | (masks & near)
+                consistent = masks & near
                 total = max(int(masks.sum()), 1)
                 figures["cross_check_kept_fraction"] = float((masks & near).sum() / total)
-                figures["cross_check_added_fraction"] = float((consistent & ~masks).sum() / total)
                 masks = np.stack([_grown(view, params.final_grow_px) for view in consistent])
                 break
             masks = np.stack(
-                [grabcut_refined(image, view, params) for image, view in zip(images, rendered, strict=True)]
+                [
+                    grabcut_refined(image, view, params, known, seed)
+                    for image, view, known, seed in zip(images, rendered, table, seeds, strict=True)
+                ]
             )
             figures["refine_passes"] = refine + 1
             ctx.on_progress(low + (high - low) * (0.8 + 0.1 * (refine + 1)), "masks cross-checked")

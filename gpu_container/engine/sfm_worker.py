@@ -54,16 +54,30 @@ def extract(request: dict, database: Path, image_dir: Path) -> None:
     )
 
 
+def _verification(request: dict) -> pycolmap.TwoViewGeometryOptions:
+    """Geometric verification with a seeded RANSAC: by default (seed -1) each matching thread draws
+    from its own unseeded generator (``set_random_seed`` seeds the calling thread's only), so the
+    verified matches, and all that follows, changed from run to run."""
+    options = pycolmap.TwoViewGeometryOptions()
+    options.ransac.random_seed = request["seed"]
+    return options
+
+
 def match(request: dict, database: Path) -> None:
     options = pycolmap.FeatureMatchingOptions()
     options.num_threads = request["num_threads"]
+    verification = _verification(request)
     say("matching")
     if request["sequential"]:
         pairing = pycolmap.SequentialPairingOptions()
         pairing.overlap = request["sequential_overlap"]
         pairing.quadratic_overlap = True
         pycolmap.match_sequential(
-            database, matching_options=options, pairing_options=pairing, device=pycolmap.Device.cpu
+            database,
+            matching_options=options,
+            pairing_options=pairing,
+            verification_options=verification,
+            device=pycolmap.Device.cpu,
         )
         # a walk round the object ends where it began: match the last frames with the first too
         names, overlap = request["names"], request["sequential_overlap"]
@@ -75,10 +89,13 @@ def match(request: dict, database: Path) -> None:
                 database,
                 matching_options=options,
                 pairing_options=pycolmap.ImportedPairingOptions(match_list_path=str(pair_file)),
+                verification_options=verification,
                 device=pycolmap.Device.cpu,
             )
     else:
-        pycolmap.match_exhaustive(database, matching_options=options, device=pycolmap.Device.cpu)
+        pycolmap.match_exhaustive(
+            database, matching_options=options, verification_options=verification, device=pycolmap.Device.cpu
+        )
 
 
 def _mapper_options(request: dict, refine_intrinsics: bool) -> pycolmap.IncrementalPipelineOptions:

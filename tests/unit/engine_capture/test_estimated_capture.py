@@ -94,11 +94,6 @@ def test_a_photo_set_comes_out_upright_with_cameras_estimated(tmp_path):
     _assert_object_alone(_aligned(cameras, capture.cam_to_world, above), capture.mesh_world)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect, open in issue 12: from run to run (not pycolmap's thread count alone) the "
-    "estimated masks of this short walk lose Spot's legs or disagree enough to fail object_clipped",
-)
 def test_a_walk_around_video_is_reconstructed_from_the_frames_it_picks(tmp_path):
     walk = room.WalkSettings(seconds=12.0, fps=4.0)
     walked = video.render_walkaround(
@@ -107,7 +102,12 @@ def test_a_walk_around_video_is_reconstructed_from_the_frames_it_picks(tmp_path)
         walk=walk,
         room_settings=FAST_ROOM,
     )
-    path = video.encode_mp4(walked.rgba[..., :3], tmp_path / "walk.mp4", walk.fps)
+    # Lossless: libx264 gives different pixels for the same frames from run to run (single-threaded
+    # too), and this short walk's masks are sensitive enough to them to fail one run in three; the
+    # engine itself gives the same cameras and masks for the same pixels (its RANSACs are seeded and
+    # pycolmap runs in one thread).
+    lossless = video.VideoSettings(crf=0)
+    path = video.encode_mp4(walked.rgba[..., :3], tmp_path / "walk.mp4", walk.fps, lossless)
     cameras, model, record = _run(tmp_path, capture=path)
     assert (cameras["frame"], cameras["cameras"]) == ("upright", "estimated")
     assert record["camera_estimation"]["matching"] == "sequential"
