@@ -8,9 +8,10 @@ candidate point into the ray's own view and its nearest views, and scores the co
 ``compare_views`` of the neighbours that see it, so the views a cavity's rim hides from its floor
 (their colours disagree) drop out for the deep candidates and not for the shallow ones. Optional
 ``ShadowMaps`` also leave out, before any comparison, the views in which a surface known to be real
-lies in front of the candidate (a shadow-map test on the current shape). Where a deeper candidate agrees clearly better than the current surface, the stretch in
-front of it is free space; ``photo_findings`` returns those points (and the better depths, refined
-between candidates by a parabola through the costs) so the caller can vote voxels out of the shape.
+lies in front of the candidate (a shadow-map test on the current shape). Where a deeper candidate
+agrees clearly better than the current surface, the stretch in front of it is free space;
+``photo_findings`` returns those points (and the better depths, refined between candidates by a
+parabola through the costs) so the caller can vote voxels out of the shape.
 Free space stops a set margin in front of the better depth, not a whole candidate step: a step-sized
 margin leaves every floor a step too high, and repeated passes never close that gap. Texture-less
 or ambiguous rays (no clear winner) are left alone.
