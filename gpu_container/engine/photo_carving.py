@@ -4,10 +4,14 @@ The visual hull contains the object, so along a pixel's ray the true surface is 
 current one. For a batch of rays (all inside their silhouettes) this module sweeps candidate depths
 from the current surface inwards (inside the hull only), projects a small patch around each
 candidate point into the ray's own view and its nearest views, and scores the colour agreement
-(mean absolute difference, the best half of the neighbours, so one occluded view does not spoil
-a match). Where a deeper candidate agrees clearly better than the current surface, the stretch in
-front of it is free space; ``photo_findings`` returns those points (and the better depths, refined
-between candidates by a parabola through the costs) so the caller can vote voxels out of the shape.
+(mean absolute difference). The views are chosen per candidate: the best-matching
+``compare_views`` of the neighbours that see it, so the views a cavity's rim hides from its floor
+(their colours disagree) drop out for the deep candidates and not for the shallow ones. Optional
+``ShadowMaps`` also leave out, before any comparison, the views in which a surface known to be real
+lies in front of the candidate (a shadow-map test on the current shape). Where a deeper candidate
+agrees clearly better than the current surface, the stretch in front of it is free space;
+``photo_findings`` returns those points (and the better depths, refined between candidates by a
+parabola through the costs) so the caller can vote voxels out of the shape.
 Free space stops a set margin in front of the better depth, not a whole candidate step: a step-sized
 margin leaves every floor a step too high, and repeated passes never close that gap. Texture-less
 or ambiguous rays (no clear winner) are left alone.
@@ -36,6 +40,34 @@ class CarveSettings:
     min_gain: float  # a deeper candidate wins when its cost < (1 - min_gain) x the surface's cost
     min_surface_cost: float  # ... and the surface's own cost is at least this (colour units, 0..1)
     keep_margin: float  # box units: free space ends this far in front of the better depth
+    compare_views: int = 2  # neighbour views a candidate's cost is the mean over (the best that see it)
+
+
+@dataclass(frozen=True)
+class ShadowMaps:
+    """Per view, the distance from the camera to the nearest surface that hides what lies behind it,
+    on the grid of swept pixels: a point is visible in a view when it is no farther than that
+    surface (plus ``tolerance``) along the view's ray through it (a shadow-map test)."""
+
+    distance: torch.Tensor  # (N, h, w) box units; inf where nothing is known to occlude
+    stride: int  # image pixels per map cell; cell (i, j) holds the pixel (i stride + stride // 2, ...)
+    tolerance: float  # box units: occluders this close in front of a point do not hide it
+
+    def visible(
+        self, views: torch.Tensor, u: torch.Tensor, v: torch.Tensor, distance: torch.Tensor
+    ) -> torch.Tensor:
+        """(M, V, D) bool: points at pixels ``u``, ``v`` and ``distance`` (M, V, D) from the cameras of
+        ``views`` (M, V) are not hidden there (points outside an image are left to the caller)."""
+        _, rows, cols = self.distance.shape
+        col = (u / self.stride).long().clamp(0, cols - 1)
+        row = (v / self.stride).long().clamp(0, rows - 1)
+        occluder = self.distance[views[..., None], row, col]
+        return distance <= occluder + self.tolerance
+
+    def where_confirmed(self, confirmed: torch.Tensor, tolerance: float) -> ShadowMaps:
+        """These maps with only the ``confirmed`` (N, h, w) cells occluding, at ``tolerance``."""
+        hidden = torch.where(confirmed, self.distance, torch.full_like(self.distance, float("inf")))
+        return ShadowMaps(hidden, self.stride, tolerance)
 
 
 class StackedViews:
@@ -72,8 +104,10 @@ class StackedViews:
         axis_a: torch.Tensor,
         axis_b: torch.Tensor,
         views: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Colours (M, V, D, 9, 3) and in-image flags (M, V, D, 9) of 3 x 3 patches seen by views (M, V).
+        shadows: ShadowMaps | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Colours (M, V, D, 9, 3), in-image flags (M, V, D, 9) and the centres' visibility (M, V, D) in
+        views (M, V) of 3 x 3 patches; without ``shadows`` every centre in front of a camera is visible.
 
         Patch (m, d) is centred on ``centres`` (M, D, 3) and spans ``spread`` (M, D) box units along the
         unit axes ``axis_a`` and ``axis_b`` (M, 3) either way. Projection is affine before the division,
@@ -109,7 +143,12 @@ class StackedViews:
             padding_mode="border",
             align_corners=False,
         )
-        return sampled[0, :, :, 0].T.reshape(*cam.shape[:-1], 3), inside
+        colours = sampled[0, :, :, 0].T.reshape(*cam.shape[:-1], 3)
+        if shadows is None:
+            return colours, inside, depth[..., 4] > 1e-6
+        centre = 4  # the patch's middle point (offsets 0, 0)
+        seen = shadows.visible(views, u[..., centre], v[..., centre], cam_centres.norm(dim=-1))
+        return colours, inside, seen
 
 
 def sweep_costs(
@@ -121,25 +160,32 @@ def sweep_costs(
     step: torch.Tensor,
     candidates: int,
     patch_pixels: float,
+    compare_views: int = 2,
+    shadows: ShadowMaps | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``candidates`` distances (M, D), ``step`` (M,) apart from ``start`` (M,) inwards, and their
-    photo-consistency costs (M, D) (3 x 3 patches ``patch_pixels`` reference pixels apart)."""
+    photo-consistency costs (M, D) (3 x 3 patches ``patch_pixels`` reference pixels apart).
+
+    A candidate's cost is the mean colour difference to the reference patch over the
+    ``compare_views`` best-matching neighbour views among those that see it whole (inside the image
+    and, with ``shadows``, not hidden by a surface in front of it); inf where fewer see it. Choosing
+    the views per candidate keeps a cavity's floor comparable when a rim hides it from some views."""
     steps = torch.arange(candidates, device=origins.device, dtype=origins.dtype)
     t = start[:, None] + steps * step[:, None]  # (M, D)
     centres = origins[:, None] + t[..., None] * dirs[:, None]  # (M, D, 3)
     # A 3 x 3 patch parallel to the reference image, patch_pixels pixel footprints apart.
     spread = t / views.focal[ray_view][:, None] * patch_pixels  # (M, D)
     all_views = torch.cat([ray_view[:, None], views.neighbours[ray_view]], dim=1)  # (M, K + 1)
-    colours, inside = views.patch_colours(
-        centres, spread, views.right[ray_view], views.up[ray_view], all_views
-    )  # (M, K + 1, D, 9, 3), (M, K + 1, D, 9)
-    count = all_views.shape[1]
+    colours, inside, seen = views.patch_colours(
+        centres, spread, views.right[ray_view], views.up[ray_view], all_views, shadows
+    )  # (M, K + 1, D, 9, 3), (M, K + 1, D, 9), (M, K + 1, D)
     reference = colours[:, :1]
     difference = (colours[:, 1:] - reference).abs().mean(dim=(-1, -2))  # (M, K, D)
-    visible = inside[:, 1:].all(dim=-1) & inside[:, :1].all(dim=-1)  # (M, K, D)
+    # The reference view sees its own candidates (the hypothesis is that what lies in front is free).
+    visible = inside[:, 1:].all(dim=-1) & seen[:, 1:] & inside[:, :1].all(dim=-1)  # (M, K, D)
     difference = torch.where(visible, difference, torch.full_like(difference, float("inf")))
-    best_half = max(1, count // 2)  # of the count - 1 neighbours, rounded up
-    cost = difference.topk(best_half, dim=1, largest=False).values.mean(dim=1)  # (M, D)
+    best = max(1, min(compare_views, difference.shape[1]))
+    cost = difference.topk(best, dim=1, largest=False).values.mean(dim=1)  # (M, D)
     return t, cost
 
 
@@ -152,6 +198,7 @@ def photo_findings(
     far: torch.Tensor,
     inside_hull: InsideTest,
     settings: CarveSettings,
+    shadows: ShadowMaps | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Free-space points (Q, 3) in front of a clearly better depth, and the better depths' points (S, 3).
 
@@ -165,7 +212,16 @@ def photo_findings(
     span = (far - surface).clamp(max=settings.depth, min=0.0)
     step = span / max(settings.depth_candidates - 1, 1)
     t, cost = sweep_costs(
-        views, ray_view, origins, dirs, surface, step, settings.depth_candidates, settings.patch_pixels
+        views,
+        ray_view,
+        origins,
+        dirs,
+        surface,
+        step,
+        settings.depth_candidates,
+        settings.patch_pixels,
+        settings.compare_views,
+        shadows,
     )
     points = origins[:, None] + t[..., None] * dirs[:, None]  # (M, D, 3)
     outside = ~inside_hull(points.reshape(-1, 3)).reshape(t.shape)  # candidates off the hull: no surface

@@ -26,7 +26,13 @@ from dataclasses import dataclass
 import torch
 
 from gpu_container.engine import grids
-from gpu_container.engine.photo_carving import InsideTest, StackedViews, parabola_offset, sweep_costs
+from gpu_container.engine.photo_carving import (
+    InsideTest,
+    ShadowMaps,
+    StackedViews,
+    parabola_offset,
+    sweep_costs,
+)
 from gpu_container.engine.volume_render import SdfLookup
 
 CORNERS = torch.tensor([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])  # (8, 3) x, y, z offsets
@@ -43,6 +49,7 @@ class FusionSettings:
     truncation_front: float  # box units: votes reach this far in front of the depth (beyond: this) ...
     truncation_back: float  # ... and this far behind it
     sample_step: float  # box units between the points along a ray that vote into the grid
+    compare_views: int = 2  # neighbour views a candidate's cost is the mean over (the best that see it)
 
 
 @dataclass(frozen=True)
@@ -66,8 +73,10 @@ def photo_depths(
     sdf_lookup: SdfLookup,
     inside_hull: InsideTest,
     settings: FusionSettings,
+    shadows: ShadowMaps | None = None,
 ) -> RayDepths:
-    """Photo-consistent depths of rays (M,) around their current ``surface`` (M,) distances."""
+    """Photo-consistent depths of rays (M,) around their current ``surface`` (M,) distances; with
+    ``shadows``, each candidate is compared only with the views it is not hidden from."""
     step = (settings.front + settings.back) / max(settings.candidates - 1, 1)
     start = surface - settings.front
     t, cost = sweep_costs(
@@ -79,6 +88,8 @@ def photo_depths(
         torch.full_like(surface, step),
         settings.candidates,
         settings.patch_pixels,
+        settings.compare_views,
+        shadows,
     )
     points = origins[:, None] + t[..., None] * dirs[:, None]  # (M, D, 3)
     outside = ~inside_hull(points.reshape(-1, 3)).reshape(t.shape)

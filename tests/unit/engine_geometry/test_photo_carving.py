@@ -7,10 +7,16 @@ import pytest
 import torch
 
 from gpu_container.engine.cameras import batched_pixel_rays
-from gpu_container.engine.photo_carving import CarveSettings, StackedViews, parabola_offset, photo_findings
+from gpu_container.engine.photo_carving import (
+    CarveSettings,
+    ShadowMaps,
+    StackedViews,
+    parabola_offset,
+    photo_findings,
+)
 from gpu_container.engine.volume_render import find_surface, ray_box
 
-from .analytic import CUBE_HALF, cube_sdf, dented_cube_sdf, make_scene
+from .analytic import CUBE_HALF, DENT_CENTRE_Y, DENT_RADIUS, cube_sdf, dented_cube_sdf, make_scene
 
 SETTINGS = CarveSettings(
     depth_candidates=32, depth=1.0, patch_pixels=1.0, min_gain=0.3, min_surface_cost=0.03, keep_margin=0.01
@@ -74,3 +80,49 @@ def test_parabola_offset_finds_the_vertex_between_candidates() -> None:
     best = costs.argmin(dim=1)
     offset = parabola_offset(costs, best)
     assert torch.allclose(best + offset, torch.tensor([3.3, 5.8, 0.0], dtype=costs.dtype), atol=1e-6)
+
+
+def _true_shadow_maps(views: StackedViews, tolerance: float) -> ShadowMaps:
+    """Shadow maps of the dented cube itself at every pixel (stride 1)."""
+    count, height, width = views.num_views, views.height, views.width
+    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    uv = torch.stack([cols.reshape(-1), rows.reshape(-1)], dim=1).float().repeat(count, 1) + 0.5
+    view = torch.arange(count).repeat_interleave(height * width)
+    cam_to_box = torch.linalg.inv(views.box_to_cam)
+    origins, dirs = batched_pixel_rays(cam_to_box, views.intrinsics, view, uv)
+    near, far = ray_box(origins, dirs, torch.full((3,), -1.0), torch.full((3,), 1.0))
+    surface, hit = find_surface(dented_cube_sdf, origins, dirs, near, far, 256)
+    distance = torch.where(hit, surface, torch.full_like(surface, float("inf")))
+    return ShadowMaps(distance.reshape(count, height, width), 1, tolerance)
+
+
+def test_shadow_maps_agree_with_exact_visibility_inside_the_dent(dent_rays) -> None:
+    """Points on the dent's surface: the shadow-map test matches marching the segment to each camera."""
+    views = dent_rays[0]
+    maps = _true_shadow_maps(views, tolerance=0.03)
+    polar = torch.linspace(0.1, 1.0, 6)  # radians from straight down, on the dent's sphere
+    azimuth = torch.linspace(0.0, 2 * np.pi, 9)[:-1]
+    polar, azimuth = torch.meshgrid(polar, azimuth, indexing="ij")
+    points = torch.stack(
+        [polar.sin() * azimuth.cos(), -polar.cos(), polar.sin() * azimuth.sin()], dim=-1
+    ).reshape(-1, 3) * DENT_RADIUS + torch.tensor([0.0, DENT_CENTRE_Y, 0.0])
+    points = points[points[:, 1] < CUBE_HALF - 0.02]  # below the rim: part of the dent
+    every_view = torch.arange(views.num_views)[None]
+    _, _, seen = views.patch_colours(
+        points[None], torch.zeros(1, len(points)), torch.eye(3)[:1], torch.eye(3)[1:2], every_view, maps
+    )
+    # Exact: march from each point towards each camera; hidden when the segment enters the solid.
+    centres = torch.linalg.inv(views.box_to_cam)[:, :3, 3]  # (N, 3)
+    fractions = torch.linspace(0.0, 1.0, 400)[None, None, :, None]
+    segment = points[None, :, None] + fractions * (centres[:, None, None] - points[None, :, None])
+    away = (segment - points[None, :, None]).norm(dim=-1) > 0.05
+    exact = ~((dented_cube_sdf(segment) < 0) & away).any(dim=-1)  # (N, P)
+    assert exact.float().mean() > 0.2  # some views look into the dent ...
+    assert (~exact).float().mean() > 0.2  # ... and the rim or the cube hides it from others
+    assert (seen[0] == exact).float().mean() > 0.95
+    # Only confirmed surfaces hide: with none confirmed, every view sees every point.
+    none = maps.where_confirmed(torch.zeros_like(maps.distance, dtype=torch.bool), 0.03)
+    _, _, all_seen = views.patch_colours(
+        points[None], torch.zeros(1, len(points)), torch.eye(3)[:1], torch.eye(3)[1:2], every_view, none
+    )
+    assert bool(all_seen.all())
