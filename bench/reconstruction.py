@@ -36,6 +36,10 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+# isort: off
+import gpu_container  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
+
+# isort: on
 import numpy as np
 import torch
 import trimesh
