@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from console_helpers import copy_capture, file_transfer
 from PIL import Image, ImageChops
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FileChooser, Page, expect
 
 from reconflow.client import ReconFlowClient
 from reconflow.local.stack import LocalStack
@@ -255,6 +255,11 @@ def test_every_control_has_a_label(page: Page, stack: LocalStack, route: str) ->
 
 
 def test_new_job_page_works_from_the_keyboard(page: Page, stack: LocalStack, bad_capture: Path) -> None:
+    # Playwright turns on Chromium's file-chooser interception when a listener is added, and does it
+    # asynchronously: listening from the start makes sure it is on long before the key press below
+    # (registered only around the press, the chooser was now and then missed).
+    choosers: list[FileChooser] = []
+    page.on("filechooser", lambda chooser: choosers.append(chooser))
     open_console(page, stack)
     focused: list[str] = []
     for _ in range(6):
@@ -284,4 +289,5 @@ def test_new_job_page_works_from_the_keyboard(page: Page, stack: LocalStack, bad
     with page.expect_file_chooser() as chooser:
         page.keyboard.press("Space")
     chooser.value.set_files(str(bad_capture))
+    assert choosers == [chooser.value]  # one key press, one chooser
     expect(page.get_by_text(bad_capture.name)).to_be_visible()
