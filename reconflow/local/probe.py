@@ -42,6 +42,7 @@ class JobObserver:
     interval_s: float = 0.1
     observations: list[Observation] = field(default_factory=list)
     final: dict[str, Any] | None = None
+    error: Exception | None = None  # why the watch ended early (the API went away, say)
     _thread: threading.Thread | None = None
     _done: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -72,6 +73,8 @@ class JobObserver:
                     self.final = job
                     return
                 self._stop.wait(self.interval_s)
+        except Exception as error:  # e.g. the stack stopped under a job that never ended: the watch ends
+            self.error = error
         finally:
             self._done.set()
 
@@ -86,8 +89,11 @@ class JobObserver:
         self._done.wait(self.interval_s + 30)
 
     def wait(self, timeout_s: float) -> dict[str, Any]:
-        """The final job body; ``TimeoutError`` if it did not end in time."""
-        if not self._done.wait(timeout_s) or self.final is None:
+        """The final job body; ``TimeoutError`` if it did not end in time, ``RuntimeError`` if the
+        watch itself failed (the API answered an error or went away)."""
+        if self._done.wait(timeout_s) and self.final is None and self.error is not None:
+            raise RuntimeError(f"watching job {self.job_id} failed: {self.error}") from self.error
+        if self.final is None:
             raise TimeoutError(f"job {self.job_id} not finished within {timeout_s} s")
         return self.final
 
