@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -216,7 +215,6 @@ class ConsoleServer:
     # Added to every answer (security_headers()).
     headers: dict[str, str] = field(default_factory=dict)
     _server: LocalHTTPServer | None = None
-    _thread: threading.Thread | None = None
 
     @property
     def built(self) -> bool:
@@ -289,14 +287,10 @@ class ConsoleServer:
                 return
 
         self._server = LocalHTTPServer((self.host, self.port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="console", daemon=True)
-        self._thread.start()
+        self._server.serve_in_background("console")
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
+            self._server.close()
+        self._server = None

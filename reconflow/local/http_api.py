@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -221,7 +220,6 @@ class HttpApiGateway:
     # The API's CORS settings; None: no CORS headers at all (an API without CorsConfiguration).
     cors: CorsSettings | None = None
     _server: LocalHTTPServer | None = None
-    _thread: threading.Thread | None = None
 
     def dispatch(self, method: str, target: str, headers: dict[str, str], body: bytes) -> HttpResponse:
         if self.cors is None:
@@ -284,13 +282,9 @@ class HttpApiGateway:
                 return
 
         self._server = LocalHTTPServer((self.host, self.port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http-api", daemon=True)
-        self._thread.start()
+        self._server.serve_in_background("http-api")
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
+            self._server.close()
+        self._server = None
