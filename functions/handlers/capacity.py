@@ -72,15 +72,15 @@ def no_capacity_message(stage: str, batch_status: str, timeout_s: int, queue: st
     )
 
 
-def note_waiting(d: Deps, job_name: str, batch_status: str, created_at_ms: float, queue: str) -> str | None:
-    """Tell the job of a waiting stage job that it waits for a GPU instance; its job id if told."""
-    named = stage_job(job_name)
-    if named is None or batch_status not in WAITING_STATUSES:
-        return None
-    stage, job_id = named
+def note_waiting(
+    d: Deps, stage: str, job_id: str, batch_status: str, created_at_ms: float, queue: str
+) -> bool:
+    """Tell ``job_id`` that its ``stage`` waits for a GPU instance; False when refused (not waiting,
+    the job no longer active, or the stage begun already)."""
+    if batch_status not in WAITING_STATUSES:
+        return False
     waited_s = max(0.0, d.clock() - created_at_ms / 1000)
-    told = d.jobs.note(job_id, waiting_message(stage, batch_status, waited_s, queue), before_stage=stage)
-    return job_id if told else None
+    return d.jobs.note(job_id, waiting_message(stage, batch_status, waited_s, queue), before_stage=stage)
 
 
 def _job_status(d: Deps, job_id: str) -> str | None:
@@ -115,7 +115,7 @@ def watch_capacity(d: Deps) -> CapacityReport:
         waited_s = max(0.0, now - summary["createdAt"] / 1000)
         status = summary["status"]
         if waited_s <= timeout_s:
-            if note_waiting(d, summary["jobName"], status, summary["createdAt"], queue):
+            if note_waiting(d, stage, job_id, status, summary["createdAt"], queue):
                 report.waiting.append(job_id)
             elif _job_status(d, job_id) not in (QUEUED, RUNNING):
                 # Cancelled (or ended) while its stage waited: no container will ever see the stop,

@@ -30,7 +30,14 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers import deps
-from handlers.capacity import BATCH_SOURCE, BATCH_STATE_CHANGE, note_waiting, queue_name, watch_capacity
+from handlers.capacity import (
+    BATCH_SOURCE,
+    BATCH_STATE_CHANGE,
+    note_waiting,
+    queue_name,
+    stage_job,
+    watch_capacity,
+)
 from handlers.executions import RUNNING as EXECUTION_RUNNING
 from handlers.executions import execution_arn, execution_status
 from handlers.finishing import cancel_job, describe_sfn_error, expire_upload, fail_job, finish_after_execution
@@ -115,9 +122,11 @@ def _batch_job_state_change(event: Mapping[str, Any], d: deps.Deps) -> dict[str,
     created = detail.get("createdAt")
     created_ms = float(created) if isinstance(created, int | float) else d.clock() * 1000
     status = str(detail.get("status"))[:40]
-    job_id = note_waiting(d, str(detail.get("jobName") or ""), status, created_ms, queue)
-    if job_id is None:  # not a stage job, past waiting, or the stage began already
+    named = stage_job(str(detail.get("jobName") or ""))
+    if named is None or not note_waiting(d, *named, status, created_ms, queue):
+        # not a stage job, past waiting, or the stage began already
         return {"job_id": None, "status": None, "ignored": f"batch job {status}: nothing to tell"}
+    job_id = named[1]
     return {"job_id": job_id, "status": None, "noted": f"waiting for a GPU instance ({status})"}
 
 
