@@ -199,8 +199,9 @@ def photo_findings(
     inside_hull: InsideTest,
     settings: CarveSettings,
     shadows: ShadowMaps | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Free-space points (Q, 3) in front of a clearly better depth, and the better depths' points (S, 3).
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Free-space points (Q, 3) in front of a clearly better depth, the better depths' points (S, 3),
+    and the view (Q,) whose ray found each free point (so a caller can ask for several views' word).
 
     Each ray (M,) sweeps ``settings.depth`` behind its ``surface`` or up to ``far``, whichever is nearer,
     so that short chords through the bounds are swept more finely.
@@ -241,7 +242,8 @@ def photo_findings(
     ends = origins[wins] + free_end[wins, None] * dirs[wins]
     found = torch.isfinite(best_cost)
     best_points = origins[found] + best_t[found, None] * dirs[found]
-    return torch.cat([points[in_front], ends]), best_points
+    free_view = torch.cat([ray_view[:, None].expand_as(in_front)[in_front], ray_view[wins]])
+    return torch.cat([points[in_front], ends]), best_points, free_view
 
 
 def parabola_offset(cost: torch.Tensor, best: torch.Tensor) -> torch.Tensor:

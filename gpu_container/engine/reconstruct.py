@@ -103,9 +103,16 @@ class ReconstructParams:
     carve_patch_pixels: float = 1.0  # patch spacing in pixels
     carve_min_gain: float = 0.3  # a deeper depth must cut the colour cost by this fraction
     carve_min_cost: float = 0.03  # surfaces that already agree this well (0..1 colour) are kept
-    carve_keep_voxels: float = 1.0  # free space stops this many voxels of the level before the better depth
+    # Free space stops this many voxels of the level before the better depth. A whole voxel left every
+    # cavity's floor and inner wall about a voxel high, which fusion's few votes there did not undo
+    # (bowl, draft: F@1 % 0.84 -> 0.90 with 0.3, the SDF fit left out).
+    carve_keep_voxels: float = 0.3
     carve_votes: int = 2  # free-space findings that carve a voxel out of the shape ...
-    carve_ratio: float = 2.0  # ... when they outnumber the findings of a surface there this many times
+    carve_ratio: float = 2.0  # ... when they outnumber the findings of a surface there this many times ...
+    # ... and come from at least this many training views. A chance match of one view's rays (a deeper
+    # candidate agreeing better in a texture-poor patch) no longer carves a pit into a convex surface:
+    # with carved space kept free through the fit (``Fitting.carved_bound``) such pits would stay.
+    carve_views: int = 2
     carve_closing: int = 1  # binary closing of the carved voxels (fills the gaps between rays)
     # A candidate's cost: the mean over this many of its best-matching neighbours that see it. Well
     # under ``carve_neighbours``, so the views a rim hides from a cavity's floor drop out per candidate.
@@ -130,8 +137,11 @@ class ReconstructParams:
     fuse_truncation_front_voxels: float = 3.0  # votes reach this far in front of a ray's depth ...
     fuse_truncation_back_voxels: float = 1.0  # ... and this far behind it (thin walls stay whole)
     fuse_sample_voxels: float = 0.5  # spacing of the voting points along a ray
-    fuse_prior_weight: float = 1.0  # weight of the current SDF among the votes
-    fuse_min_weight: float = 1.5  # grid samples with less vote weight keep their value
+    # Weight of the current SDF among the votes, and the vote weight below which a grid sample keeps
+    # its value. Low, so that the few rays that reach a cavity's floor place it (1.0 and 1.5 left the
+    # carved, voxel-quantised floor where it was).
+    fuse_prior_weight: float = 0.2
+    fuse_min_weight: float = 0.5
     eval_max_side: int = 96  # held-out views are rendered at most this many pixels on a side
     eval_chunk_rays: int = 8192
     progress_seconds: float = 0.5  # at most one progress report per this many seconds
@@ -416,6 +426,11 @@ class Fitting:
         # never leaves it (the hull contains the object).
         hull_sdf = torch.from_numpy(grids.signed_distance(self.hull_inside))[None]
         self.hull_sdf = grids.to_zyx(hull_sdf).contiguous().to(device)
+        # (1, R, R, R) at the current level, or None before anything is carved: a lower bound on the
+        # SDF, the signed distance of the space carving proved free. Each fitting step keeps the SDF at
+        # or above it, or the smoothness prior, a curvature penalty, refills the cavities carving opened
+        # (bowl, draft: F@1 % 0.90 after carving and fusion, 0.82 after the fit without the bound).
+        self.carved_bound: torch.Tensor | None = None
         self.stacked = StackedViews(
             self.views.images, self.views.cam_to_box, self.views.intrinsics, params.carve_neighbours
         )
@@ -603,12 +618,14 @@ class Fitting:
             keep_margin=params.carve_keep_voxels * model.voxel,
             compare_views=params.carve_compare_views,
         )
+        num_views = len(self.views.images)
+        voting_views = [torch.zeros(0, dtype=torch.long, device=self.device)]  # voxel x num_views + view
         for start in range(0, len(swept.flat), params.carve_chunk_rays):
             clock.tick(f"carving {resolution}^3: {start / len(swept.flat):.0%} of the rays")
             part = slice(start, start + params.carve_chunk_rays)
             ray_view, origins, dirs, *_ = self.views.rays(swept.flat[part])
             surface, hit, far = swept.surface[part], swept.hit[part], swept.far[part]
-            free, found = photo_findings(
+            free, found, free_view = photo_findings(
                 self.stacked,
                 ray_view[hit],
                 origins[hit],
@@ -619,9 +636,18 @@ class Fitting:
                 settings,
                 swept.shadows,
             )
-            free_votes.index_add_(0, _voxel_index(free, resolution), free.new_ones(len(free)))
+            free_index = _voxel_index(free, resolution)
+            free_votes.index_add_(0, free_index, free.new_ones(len(free)))
+            voting_views.append(free_index * num_views + free_view)
             surface_votes.index_add_(0, _voxel_index(found, resolution), found.new_ones(len(found)))
-        carved = (free_votes >= params.carve_votes) & (free_votes >= params.carve_ratio * surface_votes)
+        free_views = torch.zeros(resolution**3, device=self.device)  # distinct views voting a voxel free
+        distinct = torch.unique(torch.cat(voting_views)) // num_views
+        free_views.index_add_(0, distinct, free_views.new_ones(len(distinct)))
+        carved = (
+            (free_votes >= params.carve_votes)
+            & (free_votes >= params.carve_ratio * surface_votes)
+            & (free_views >= params.carve_views)
+        )
         carved = carved.reshape((resolution,) * 3).cpu().numpy()  # to_zyx layout, like the field
         if not carved.any():
             return 0
@@ -637,6 +663,9 @@ class Fitting:
             return 0
         carved_sdf = torch.from_numpy(grids.signed_distance(carved)).to(self.device)
         model.field[0] = torch.maximum(model.field[0], -carved_sdf)
+        self.carved_bound = (
+            -carved_sdf[None] if self.carved_bound is None else torch.maximum(self.carved_bound, -carved_sdf)
+        )
         return int(carved.sum())
 
 
@@ -677,6 +706,8 @@ def fit(
     ):
         if level_index > 0:
             model = model.upsampled(resolution, params)
+            if fitting.carved_bound is not None:
+                fitting.carved_bound = grids.resample(fitting.carved_bound, resolution).contiguous()
             with torch.no_grad():  # the finer hull sharpens what the coarse level blurred
                 model.field[0] = torch.maximum(model.field[0], fitting.hull_sdf_at(resolution)[0])
         bounds = Bounds(fitting.hull_inside, params.bounds_margin_voxels * model.voxel, device)
@@ -699,6 +730,9 @@ def fit(
             if not fit_sdf:  # Adam leaves a parameter whose gradients are all zero where it is
                 model.field.grad[0] = 0.0
             model.optimiser.step()
+            if fit_sdf and fitting.carved_bound is not None:
+                with torch.no_grad():
+                    model.field[0] = torch.maximum(model.field[0], fitting.carved_bound[0])
             done += 1
             clock.fraction = done / total
     losses = {name: round(float(value.detach()), 6) for name, value in terms.items()}

@@ -46,11 +46,15 @@ def dent_rays():
 
 def test_free_space_lies_in_the_dent_and_the_better_depths_on_its_surface(dent_rays) -> None:
     views, ray_view, origins, dirs, surface, far = dent_rays
-    free, found = photo_findings(
+    free, found, free_view = photo_findings(
         views, ray_view, origins, dirs, surface, far, lambda points: cube_sdf(points) < 0, SETTINGS
     )
     assert len(ray_view) > 200
     assert len(free) > 5 * len(ray_view)  # most rays carve several candidates deep
+    # Each free point names the view whose ray found it, and many views see into the dent.
+    assert free_view.shape == (len(free),)
+    assert set(free_view.tolist()) <= set(ray_view.tolist())
+    assert len(set(free_view.tolist())) >= 4
     # Seen: 337 rays, 4115 free points, 99.9 % of them outside the shape; the better depths' median
     # distance to the dent 0.002 (a candidate step is 0.03), 89 % of them within 0.05.
     assert (dented_cube_sdf(free) > 0).float().mean() > 0.97  # free space is outside the true shape
@@ -68,7 +72,9 @@ def test_a_flat_cost_never_carves(dent_rays) -> None:
         views.intrinsics,
         neighbours=4,
     )
-    free, _ = photo_findings(grey, ray_view, origins, dirs, surface, far, lambda p: cube_sdf(p) < 0, SETTINGS)
+    free, _, _ = photo_findings(
+        grey, ray_view, origins, dirs, surface, far, lambda p: cube_sdf(p) < 0, SETTINGS
+    )
     assert len(free) == 0
 
 
