@@ -66,8 +66,11 @@ class MeshParams:
     decimation_aggression: float = 7.0  # fast-simplification `agg` (0 = slow and faithful, 10 = fast)
     # Taubin smoothing of the marching-cubes surface (trimesh.smoothing.filter_taubin): removes the
     # voxel-scale roughness that photo-consistency carving leaves without shrinking the shape, as a
-    # Laplacian would; 0 iterations turns it off.
-    smoothing_iterations: int = 20
+    # Laplacian would; 0 iterations turns it off. 60, not 20: normal consistency +0.004 to +0.006
+    # (draft: Spot, bracket, channel block, thin plate; standard Spot 0.977 -> 0.983 at 50, above its
+    # hull's 0.982), F@1 % unchanged, F@0.5 % at most 0.01 lower on sharp edges (the thin plate);
+    # 0.2 s on a 170k-face standard surface.
+    smoothing_iterations: int = 60
     smoothing_lambda: float = 0.5
     smoothing_nu: float = 0.53
     texture_padding: int = 2  # texels between the atlas' charts
