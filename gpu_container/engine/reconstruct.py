@@ -180,6 +180,10 @@ PRESET_PARAMS = {
         # surface the first left. Six neighbours to choose the best two from, not three. Together (bench,
         # draft): Spot's F@1 % 0.935 -> 0.987, the cup's F@2 % 0.778 -> 0.850, the bowl's NC 0.912 -> 0.938.
         carve_sweeps=((1.0, 1.0), (0.25,)),
+        # One fusion pass: the second (2 voxels behind) changed no F-score or NC by more than 0.003 on
+        # the bowl, the cup, the channel block and Spot once carving kept what it opened, and cost a
+        # fifth of the stage.
+        fuse_sweeps=((), (6.0,)),
         geometry_levels=2,
         carve_max_side=64,
         carve_neighbours=6,
