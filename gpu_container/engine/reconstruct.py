@@ -433,7 +433,7 @@ class Fitting:
         # (1, R, R, R) at the current level, or None before anything is carved: a lower bound on the
         # SDF, the signed distance of the space carving proved free. Each fitting step keeps the SDF at
         # or above it, or the smoothness prior, a curvature penalty, refills the cavities carving opened
-        # (bowl, draft: F@1 % 0.90 after carving and fusion, 0.82 after the fit without the bound).
+        # (bowl, draft: F@1 % 0.92 after carving and fusion, 0.82 after the fit without the bound).
         self.carved_bound: torch.Tensor | None = None
         self.stacked = StackedViews(
             self.views.images, self.views.cam_to_box, self.views.intrinsics, params.carve_neighbours
