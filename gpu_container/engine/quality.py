@@ -97,6 +97,47 @@ class Integrity:
         return self.watertight and self.manifold and self.pieces == 1
 
 
+def views_seeing(
+    mesh: trimesh.Trimesh,
+    cam_to_world: np.ndarray,
+    intrinsics: np.ndarray,
+    size: tuple[int, int],
+    samples: int = 20_000,
+    seed: int = 0,
+    min_facing_cos: float = 0.05,
+) -> np.ndarray:
+    """(samples,) how many of the cameras see each of ``samples`` area samples of ``mesh``: in the
+    frame, facing it and not hidden by the mesh itself (a ray cast from the camera first meets the
+    surface there). ``cam_to_world`` (N, 4, 4) in OpenGL axes, ``intrinsics`` (3, 3), ``size`` (width,
+    height). What no two cameras see, no multi-view method can place: the bench reports it beside
+    the F-scores (the inside of a bore seen end-on by no camera, a deep cup's floor corner)."""
+    points, face_index = trimesh.sample.sample_surface(mesh, samples, seed=seed)
+    points, normals = np.asarray(points), np.asarray(mesh.face_normals[face_index])
+    tolerance = 1e-4 * float(np.max(mesh.extents))
+    (fx, _, cx), (_, fy, cy) = intrinsics[0], intrinsics[1]
+    width, height = size
+    counts = np.zeros(len(points), dtype=np.int64)
+    for cam_to_world_one in cam_to_world:
+        centre = cam_to_world_one[:3, 3]
+        offsets = points - centre
+        distance = np.linalg.norm(offsets, axis=1)
+        directions = offsets / distance[:, None]
+        local = offsets @ cam_to_world_one[:3, :3]  # camera axes: x right, y up, -z forward
+        ahead = np.maximum(-local[:, 2], 1e-12)
+        u, v = cx + fx * local[:, 0] / ahead, cy - fy * local[:, 1] / ahead
+        framed = (local[:, 2] < 0) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+        candidates = np.nonzero(framed & (np.sum(-directions * normals, axis=1) > min_facing_cos))[0]
+        if not len(candidates):
+            continue
+        hits, ray_index, _ = mesh.ray.intersects_location(
+            np.repeat(centre[None], len(candidates), axis=0), directions[candidates], multiple_hits=False
+        )
+        first = np.full(len(candidates), np.inf)
+        np.minimum.at(first, ray_index, np.linalg.norm(hits - centre, axis=1))
+        counts[candidates[first >= distance[candidates] - tolerance]] += 1
+    return counts
+
+
 def integrity(mesh: trimesh.Trimesh) -> Integrity:
     """Watertight / manifold / pieces of ``mesh``; coincident vertices are merged first (an exported
     mesh may split vertices for its texture coordinates)."""

@@ -68,6 +68,7 @@ def test_goals_are_judged_against_the_issue_targets():
             {**stages, "total": 90.0, "cpu": 170.0},
             split,
             0,
+            0.92,
         ),
     ]
 
@@ -78,7 +79,8 @@ def test_goals_are_judged_against_the_issue_targets():
         "draft, spot, 32 views 128², CPU end to end 14.1 s <= 15 s: MET",
         "standard, spot, F@1% 0.975 >= 0.97, Chamfer-L1 0.0040 <= 0.004, NC 0.950 >= 0.95: MET",
         "standard, spot, one watertight manifold piece (1 piece(s)): MET",
-        "standard, wand, F@1% 0.960 >= 0.97, Chamfer-L1 0.0040 <= 0.004, NC 0.950 >= 0.95: NOT MET",
+        "standard, wand, F@1% 0.960 >= 0.97, Chamfer-L1 0.0040 <= 0.004, NC 0.950 >= 0.95: NOT MET"
+        " (8.0% of the surface is seen by fewer than two training views)",
         "standard, wand, one watertight manifold piece (3 piece(s)): NOT MET",
     ]
     table = bench.format_table(rows)
@@ -87,6 +89,7 @@ def test_goals_are_judged_against_the_issue_targets():
     assert table[3].split()[:4] == ["spot", "draft", "32x128²", "full"]
     assert table[5].split()[9:11] == ["y/y/1", "1024²"]
     assert table[7].split()[9:11] == ["y/y/3", "none"]
+    assert table[6].split()[9] == "0.920"  # the hull row carries the share two views see
 
 
 def test_object_poses_are_fixed_per_name_and_turn_the_solid_shapes():

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import trimesh
 
-from gpu_container.engine.quality import QualityParams, compare, normalisation
+from gpu_container.capture import objects
+from gpu_container.capture.synthetic import look_at
+from gpu_container.engine.quality import QualityParams, compare, normalisation, views_seeing
 
 PARAMS = QualityParams(samples=20_000)
 
@@ -61,3 +63,30 @@ def test_figures_are_named_for_reports(unit_sphere):
     figures = compare(unit_sphere, unit_sphere, PARAMS).as_dict()
 
     assert set(figures) == {"chamfer_l1", "normal_consistency", "f@0.5%", "f@1%", "f@2%"}
+
+
+def test_views_seeing_counts_the_cameras_that_see_each_point() -> None:
+    """A cup (axis +Z, cavity open at the top) seen from a ring of cameras at half its height: no
+    camera sees the cavity's floor; one camera straight above sees it, and takes nothing away."""
+    cup = objects.cup()  # radius 0.6, height 1.2, base 0.15
+    target = np.array([0.0, 0.0, 0.6])
+    ring = [
+        look_at(target + 4.0 * np.array([np.cos(a), np.sin(a), 0.0]), target, np.array([0.0, 0.0, 1.0]))
+        for a in np.linspace(0.0, 2 * np.pi, 8, endpoint=False)
+    ]
+    above = look_at(target + np.array([0.0, 0.0, 4.0]), target, np.array([0.0, 1.0, 0.0]))
+    intrinsics = np.array([[300.0, 0.0, 128.0], [0.0, 300.0, 128.0], [0.0, 0.0, 1.0]])
+    points, _ = trimesh.sample.sample_surface(cup, 5000, seed=0)
+    floor = (np.abs(points[:, 2] - 0.15) < 1e-6) & (np.hypot(points[:, 0], points[:, 1]) < 0.5)
+    outside_wall = np.hypot(points[:, 0], points[:, 1]) > 0.59  # 96 flat sections: r dips to 0.5998
+
+    from_ring = views_seeing(cup, np.stack(ring), intrinsics, (256, 256), samples=5000)
+    from_both = views_seeing(cup, np.stack([*ring, above]), intrinsics, (256, 256), samples=5000)
+
+    assert floor.sum() > 100
+    assert outside_wall.sum() > 1000
+    assert (from_ring[floor] == 0).all()
+    assert (from_both[floor] == 1).all()
+    # The outer wall faces half the ring: two to four of the eight cameras see each of its points.
+    assert 2 <= np.median(from_ring[outside_wall]) <= 4
+    assert (from_both >= from_ring).all()
