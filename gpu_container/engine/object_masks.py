@@ -13,11 +13,12 @@
    where other views see the same point of the plane; shadows on the table too) as background.
    OpenCV GrabCut splits the rest on colour (definite background beyond the grown hull only: a
    silhouette running off the image stays open at the border, as a close-up must).
-4. Cross-check: the masks carve a k-of-n visual hull above the plane (``hull.soft_vote``; a fifth
-   of the views may disagree), whose rendering (embree) seeds a second GrabCut; the last hull's
-   rendering confirms: a view's mask is kept where it lies within a few pixels of it, so the table
-   under the object and stray pixels that other views do not confirm drop out (the rendering is not
-   added: on the cross-check's coarse grid it stands a pixel or two proud of every outline).
+4. Cross-check: the masks carve a k-of-n visual hull above the plane (``hull.soft_vote``; a fifth of
+   the views may disagree, and a view's exclusion that one of its neighbours repeats carves), whose
+   rendering (embree) seeds a second GrabCut; the last hull's rendering confirms: a view's mask is
+   kept where it lies within a few pixels of it, so the table under the object and stray pixels that
+   other views do not confirm drop out (the rendering is not added: on the cross-check's coarse grid
+   it stands a pixel or two proud of every outline).
    Masks are grown by ``final_grow_px``: the hull stage carves strictly, so a pixel too few loses a
    part while a pixel too many is carved off by photo-consistency later. They are found at
    ``min_work_size`` or finer and area-resampled to the stage's size (soft edges).
@@ -83,6 +84,9 @@ class MaskParams:
     seed_radius_px: int = 1  # definite-object disk round each projected point
     carve_resolution: int = 64  # grid points per axis of the cross-check's hull
     carve_tolerance_fraction: float = 0.2  # views allowed to exclude a hull point (k-of-n)
+    # ... and a view's exclusion carves alone where one of its this many nearest views repeats it
+    # (``hull.HullParams.neighbour_views``: the k-of-n vote alone keeps a shell round the object)
+    carve_neighbour_views: int = 2
     carve_margin: float = 0.25  # the carve cube's half side over the object points' half extent
     confirm_grow_px: int = 2  # a mask pixel is kept within this distance of the hull's rendering
     refine_passes: int = 1  # GrabCut again from the hull's rendering (object core, band, background)
@@ -385,6 +389,7 @@ def hull_renderings(
         resolution=resolution,
         coarse_resolution=resolution,
         tolerance_views=math.floor(params.carve_tolerance_fraction * len(masks)),
+        neighbour_views=params.carve_neighbour_views,
     )
     occupancy = hull_stage.soft_vote(
         torch.from_numpy(grid.astype(np.float32)),
