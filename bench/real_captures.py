@@ -250,6 +250,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load_before = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    commit = commit_label()  # the code that runs: taken before, edits during the run do not count
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="real-bench-") as temporary:
         work = args.work or Path(temporary)
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         [
             f"Real-capture benchmark, {stamp}",
             f"command: {command.strip()}",
-            f"commit: {commit_label()}",
+            f"commit: {commit}",
             f"device: {device_name(torch.device('cpu'))}",
             f"load average before the run: {load_before} (a shared machine: wall seconds are inflated by it)",
             f"captures: {VIEWS} views of {SIZE}² (video: a {WALK.seconds:.0f} s walk at {WALK.fps:.0f} fps, "
