@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -213,6 +214,24 @@ def goal_lines(rows: list[Row]) -> list[str]:
     return lines or ["(no goal applies to the cases run)"]
 
 
+def commit_label() -> str:
+    """The checkout's commit (short), with "+changes" when tracked files differ from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return head + (" +changes" if changed else "")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spot", type=Path, default=DEFAULT_SPOT)
@@ -231,6 +250,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load_before = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    commit = commit_label()  # the code that runs: taken before, edits during the run do not count
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="real-bench-") as temporary:
         work = args.work or Path(temporary)
@@ -248,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         [
             f"Real-capture benchmark, {stamp}",
             f"command: {command.strip()}",
+            f"commit: {commit}",
             f"device: {device_name(torch.device('cpu'))}",
             f"load average before the run: {load_before} (a shared machine: wall seconds are inflated by it)",
             f"captures: {VIEWS} views of {SIZE}² (video: a {WALK.seconds:.0f} s walk at {WALK.fps:.0f} fps, "

@@ -7,7 +7,12 @@ constrains nothing). Where masks are given the carve is strict: the occupancy is
 look-up, so a point that any silhouette excludes is never inside (a soft value in [0, 1] whose
 surface is the level 0.5: sub-pixel silhouettes give a smooth field for marching cubes). Where masks
 were estimated, ``tolerance_views`` > 0 turns it into a k-of-n vote (the (tolerance + 1)-th smallest
-look-up), so that a few bad masks cannot carve away part of the object. A view shown to be
+look-up), so that a few bad masks cannot carve away part of the object, and a view's exclusion
+carves only where one of its ``neighbour_views`` nearest views (by direction from the box centre)
+excludes the point too: a silhouette changes little between neighbouring views, so an exclusion no
+neighbour repeats is a mask error, while the true outline, seen from a run of neighbouring views,
+still carves strictly (a k-of-n vote alone keeps the shell just outside the object that only the
+few views tangent to it exclude: a pixel of extra material all round). A view shown to be
 inconsistent (it alone carves more than ``inconsistent_view_fraction`` of what the others keep, at
 the coarse level) is left out of the carve and named in the stage record.
 
@@ -65,6 +70,11 @@ class HullParams:
     # Where the preprocess stage estimated the masks (its record says ``"masks": "estimated"``), this
     # fraction of the training views may disagree (the k-of-n vote) instead of ``tolerance_views``.
     estimated_mask_tolerance_fraction: float = 0.1
+    # A view's exclusion carves alone only where one of its this many nearest views (by direction)
+    # excludes the point too (0: every exclusion counts, the strict carve of given masks).
+    neighbour_views: int = 0
+    # ... where the masks were estimated (a lone view's mask error is ignored, the true outline is not).
+    estimated_mask_neighbour_views: int = 2
     erode_pixels: int = 0  # erode every mask by this many pixels before carving
     refine_margin_cells: int = 2  # coarse cells around the level set re-evaluated at the finer level
     samples_per_chunk: int = 1 << 22  # views x points projected at once (~0.5 s a chunk on a CPU)
@@ -131,6 +141,7 @@ def _votes(
     carves out of what all the other views keep (a point inside every silhouette but one)."""
     num_views = masks.shape[0]
     rank = min(params.tolerance_views, num_views - 1) + 1
+    neighbours = neighbour_views(cam_to_box, params.neighbour_views)
     chunk = max(1, params.samples_per_chunk // num_views)
     out = torch.empty(points.shape[0], device=points.device, dtype=torch.float32)
     carved_alone = torch.zeros(num_views, device=points.device, dtype=torch.int64) if blame else None
@@ -139,15 +150,28 @@ def _votes(
             ctx.check_stop()
         block = points[start : start + chunk]
         coverage = silhouette_coverage(block, masks, cam_to_box, intrinsics)  # (N, chunk)
-        if rank == 1:
-            out[start : start + chunk] = coverage.amin(dim=0)
-        else:
-            out[start : start + chunk] = torch.kthvalue(coverage, rank, dim=0).values
+        occupancy = coverage.amin(dim=0) if rank == 1 else torch.kthvalue(coverage, rank, dim=0).values
+        if neighbours is not None:  # a view's exclusion stands where a neighbour's look-up is as low
+            confirmed = torch.maximum(coverage, coverage[neighbours].amin(dim=1)).amin(dim=0)
+            occupancy = torch.minimum(occupancy, confirmed) if rank > 1 else confirmed
+        out[start : start + chunk] = occupancy
         if carved_alone is not None and num_views > 1:
             smallest, view = torch.topk(coverage, 2, dim=0, largest=False)
             alone = (smallest[0] < SURFACE_LEVEL) & (smallest[1] >= SURFACE_LEVEL)
             carved_alone += torch.bincount(view[0][alone], minlength=num_views)
     return out, carved_alone
+
+
+def neighbour_views(cam_to_box: torch.Tensor, count: int) -> torch.Tensor | None:
+    """(N, count) indices of each view's nearest views by direction from the box centre; ``None``
+    when ``count`` is 0 or there are too few views."""
+    num_views = cam_to_box.shape[0]
+    if count <= 0 or num_views <= count:
+        return None
+    directions = F.normalize(cam_to_box[:, :3, 3], dim=1)
+    cosine = directions @ directions.T
+    cosine.fill_diagonal_(-2.0)  # a view is not its own neighbour
+    return torch.topk(cosine, count, dim=1).indices
 
 
 def _grid_points(resolution: int, device: torch.device) -> torch.Tensor:
@@ -193,8 +217,9 @@ def _unsettled_points(
 ) -> torch.Tensor:
     """(R, R, R) bool: grid points (R, R, R, 3) next to a cell the silhouettes do not settle.
 
-    A cell is settled inside when in all views but ``tolerance`` the pixels its projection can
-    reach (its bounding rectangle, grown by the bilinear look-up's pixel) are all object, and settled
+    A cell is settled inside when in all views but ``tolerance`` (at most one with the neighbour
+    rule) the pixels its projection can reach (its bounding rectangle, grown by the bilinear
+    look-up's pixel) are all object, and settled
     outside when in more than ``tolerance`` views they lie in the image and are all background.
     Anything else (a hole, a thin part, the surface) is unsettled.
     """
@@ -224,7 +249,9 @@ def _unsettled_points(
         not_inside += (~in_front | (background > 0)).sum(dim=0, dtype=torch.int32)
         outside += (rect.inside_image.reshape(n, *cells) & (objects == 0)).sum(dim=0, dtype=torch.int32)
     tolerance = min(params.tolerance_views, num_views - 1)
-    unsettled = ((not_inside > tolerance) & (outside <= tolerance)).float()[None, None]
+    # with the neighbour rule two views can carve already (where they are neighbours)
+    inside_tolerance = min(tolerance, 1) if params.neighbour_views > 0 else tolerance
+    unsettled = ((not_inside > inside_tolerance) & (outside <= tolerance)).float()[None, None]
     return F.max_pool3d(F.pad(unsettled, (1, 1, 1, 1, 1, 1)), 2, stride=1)[0, 0] > 0
 
 
@@ -346,7 +373,11 @@ def run(ctx: StageContext, params: HullParams | None = None) -> dict:
     preprocessed = _preprocess_record(scene_folder)
     if preprocessed.get("masks") == "estimated":
         tolerance = math.floor(params.estimated_mask_tolerance_fraction * len(scene.training_views))
-        params = replace(params, tolerance_views=max(params.tolerance_views, tolerance))
+        params = replace(
+            params,
+            tolerance_views=max(params.tolerance_views, tolerance),
+            neighbour_views=max(params.neighbour_views, params.estimated_mask_neighbour_views),
+        )
     ctx.on_progress(0.0, "carving the visual hull")
     result, report = carve(scene, params, ctx.device, ctx)
     support = preprocessed.get("support_plane")

@@ -56,6 +56,40 @@ def test_one_corrupted_mask_does_not_carve_the_hull(sphere_scene) -> None:
     assert _iou(blind.inside, truth) < 0.7  # without either, the bad mask cuts the sphere
 
 
+def test_neighbour_rule_ignores_a_lone_bad_mask_but_not_the_outline(sphere_scene) -> None:
+    # One view loses half its silhouette: no neighbour of it repeats that exclusion, so with the
+    # neighbour rule alone (no k-of-n tolerance) it carves nothing, where the strict carve halves
+    # the sphere.
+    broken = replace(sphere_scene, masks=sphere_scene.masks.copy())
+    broken.masks[3, :, : broken.masks.shape[2] // 2] = 0
+    truth = _truth(PARAMS.resolution)
+    strict = replace(PARAMS, tolerance_views=0, inconsistent_view_fraction=0.0)
+    lone, _ = hull.carve(broken, replace(strict, neighbour_views=2), torch.device("cpu"))
+    cut, _ = hull.carve(broken, strict, torch.device("cpu"))
+    assert lone.inside[truth].mean() > 0.98
+    assert cut.inside[truth].mean() < 0.6
+    # The k-of-n vote keeps a shell that only the few views tangent to it exclude; neighbouring views
+    # exclude it together, so with the rule it is carved: the hull is tighter, and still robust.
+    wide = replace(PARAMS, tolerance_views=4, inconsistent_view_fraction=0.0)
+    voted, _ = hull.carve(broken, wide, torch.device("cpu"))
+    confirmed, _ = hull.carve(broken, replace(wide, neighbour_views=2), torch.device("cpu"))
+    assert int((confirmed.inside & ~truth).sum()) < 0.6 * int((voted.inside & ~truth).sum())
+    assert confirmed.inside[truth].mean() > 0.98
+    assert _iou(confirmed.inside, truth) > _iou(voted.inside, truth) + 0.05
+
+
+def test_neighbours_are_the_nearest_views_by_direction() -> None:
+    angles = np.radians([0.0, 10.0, 20.0, 180.0, 190.0])
+    cam_to_box = torch.eye(4).repeat(len(angles), 1, 1)
+    cam_to_box[:, 0, 3] = torch.from_numpy(3.0 * np.cos(angles)).float()
+    cam_to_box[:, 2, 3] = torch.from_numpy(3.0 * np.sin(angles)).float()
+    neighbours = hull.neighbour_views(cam_to_box, 1)
+    assert neighbours is not None
+    assert neighbours[:, 0].tolist() == [1, 0, 1, 4, 3]
+    assert hull.neighbour_views(cam_to_box, 0) is None
+    assert hull.neighbour_views(cam_to_box, 5) is None  # too few views to have that many neighbours
+
+
 def test_the_strict_hull_never_holds_a_point_a_silhouette_excludes(sphere_scene) -> None:
     # Holes far thinner than the coarse grid's spacing: every point of the final grid that a training
     # view sees outside its silhouette is outside the hull, however coarse the first level.
@@ -120,7 +154,9 @@ def test_estimated_masks_get_a_vote_given_masks_a_strict_carve(tmp_path, sphere_
     (job / "work" / "preprocess" / "stage.json").write_text(json.dumps({"masks": "estimated"}))
     estimated = hull.run(StageContext(job_dir=job, preset="draft"), replace(PARAMS, tolerance_views=0))
     assert given["params"]["tolerance_views"] == 0
+    assert given["params"]["neighbour_views"] == 0  # given masks: every exclusion carves
     assert estimated["params"]["tolerance_views"] == int(0.1 * len(sphere_scene.training_views)) > 0
+    assert estimated["params"]["neighbour_views"] == hull.HullParams.estimated_mask_neighbour_views > 0
 
 
 def test_nothing_below_the_recorded_support_plane_is_kept(tmp_path, sphere_scene, monkeypatch) -> None:
