@@ -23,6 +23,15 @@ def intrinsics_matrix(fl_x: float, fl_y: float, cx: float, cy: float) -> np.ndar
     return np.array([[fl_x, 0.0, cx], [0.0, fl_y, cy], [0.0, 0.0, 1.0]], dtype=np.float64)
 
 
+def nearest_views(cam_to_frame: torch.Tensor, count: int) -> torch.Tensor:
+    """(N, min(count, N - 1)) indices of each view's nearest other views by direction from the frame's
+    origin (the box centre), nearest first."""
+    directions = F.normalize(cam_to_frame[:, :3, 3], dim=1)
+    cosine = directions @ directions.T
+    cosine.fill_diagonal_(-2.0)  # a view is not its own neighbour
+    return torch.topk(cosine, min(count, cam_to_frame.shape[0] - 1), dim=1).indices
+
+
 def _frame_to_camera(cam_to_frame: torch.Tensor) -> torch.Tensor:
     """(N, 4, 4) frame-to-camera matrices (exact inverse, so similarity transforms work too)."""
     return torch.linalg.inv(cam_to_frame)

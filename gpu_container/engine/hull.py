@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gpu_container.engine.cameras import project, silhouette_coverage
+from gpu_container.engine.cameras import nearest_views, project, silhouette_coverage
 from gpu_container.engine.context import (
     STAGE_RECORD,
     CaptureError,
@@ -165,13 +165,9 @@ def _votes(
 def neighbour_views(cam_to_box: torch.Tensor, count: int) -> torch.Tensor | None:
     """(N, count) indices of each view's nearest views by direction from the box centre; ``None``
     when ``count`` is 0 or there are too few views."""
-    num_views = cam_to_box.shape[0]
-    if count <= 0 or num_views <= count:
+    if count <= 0 or cam_to_box.shape[0] <= count:
         return None
-    directions = F.normalize(cam_to_box[:, :3, 3], dim=1)
-    cosine = directions @ directions.T
-    cosine.fill_diagonal_(-2.0)  # a view is not its own neighbour
-    return torch.topk(cosine, count, dim=1).indices
+    return nearest_views(cam_to_box, count)
 
 
 def _grid_points(resolution: int, device: torch.device) -> torch.Tensor:

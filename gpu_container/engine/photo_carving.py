@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from gpu_container.engine.cameras import _GL_TO_CV
+from gpu_container.engine.cameras import _GL_TO_CV, nearest_views
 
 InsideTest = Callable[[torch.Tensor], torch.Tensor]  # points (P, 3) -> (P,) bool, inside the hull
 
@@ -90,12 +90,7 @@ class StackedViews:
         self.right = cam_to_box[:, :3, 0]
         self.up = cam_to_box[:, :3, 1]
         self.focal = intrinsics[:, 0, 0]
-        centres = cam_to_box[:, :3, 3]
-        directions = centres / centres.norm(dim=1, keepdim=True)
-        cosines = directions @ directions.T
-        cosines.fill_diagonal_(-2.0)
-        count = min(neighbours, self.num_views - 1)
-        self.neighbours = cosines.topk(count, dim=1).indices  # (N, K) nearest views by direction
+        self.neighbours = nearest_views(cam_to_box, neighbours)  # (N, K) nearest views by direction
 
     def patch_colours(
         self,

@@ -8,11 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from stack_builders import no_capacity_stack
+from stack_builders import running_no_capacity_stack, submit_sample
 
-from reconflow.cli import make_sample_capture
-from reconflow.client import ReconFlowClient
-from reconflow.local.probe import JobObserver, wait_until
+from reconflow.local.probe import wait_until
 from reconflow.local.stack import LocalStack
 
 GPU_WAIT_TIMEOUT_S = 6
@@ -20,21 +18,17 @@ RECONCILE_INTERVAL_S = 1.0
 
 
 @pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[LocalStack]:
-    with no_capacity_stack(
-        tmp_path_factory.mktemp("no-capacity"),
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    yield from running_no_capacity_stack(
+        tmp_path_factory,
+        "no-capacity",
         reconcile_interval_s=RECONCILE_INTERVAL_S,
         environment={"GPU_WAIT_TIMEOUT_S": str(GPU_WAIT_TIMEOUT_S)},
-    ) as running:
-        yield running
+    )
 
 
 def test_a_stage_that_never_gets_an_instance_fails_no_gpu_capacity(stack: LocalStack, tmp_path: Path) -> None:
-    client = ReconFlowClient(api_url=stack.api_url)
-    capture = make_sample_capture(tmp_path / "sample.zip", ["--views", "8", "--size", "32"])
-    observer = JobObserver(client, client.submit(capture, preset="draft", name="no-gpu")).start()
+    _, _, observer = submit_sample(stack, tmp_path, "no-gpu")
 
     waiting = wait_until(
         lambda: observer.first(lambda seen: "waiting for a GPU instance" in seen.message), timeout_s=60

@@ -8,12 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from stack_builders import no_capacity_stack
+from stack_builders import running_no_capacity_stack, submit_sample
 
 from jobstate.settings import Settings
-from reconflow.cli import make_sample_capture
-from reconflow.client import ReconFlowClient
-from reconflow.local.probe import JobObserver, wait_until
+from reconflow.local.probe import wait_until
 from reconflow.local.stack import LocalStack
 
 NO_RECONCILE_S = 3600.0  # the reconciler never runs during the first test
@@ -21,20 +19,14 @@ RECONCILE_INTERVAL_S = 1.0
 
 
 @pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[LocalStack]:
-    with no_capacity_stack(
-        tmp_path_factory.mktemp("gpu-wait-event"), reconcile_interval_s=NO_RECONCILE_S
-    ) as running:
-        yield running
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    yield from running_no_capacity_stack(
+        tmp_path_factory, "gpu-wait-event", reconcile_interval_s=NO_RECONCILE_S
+    )
 
 
 def test_a_stage_waiting_for_an_instance_says_so_from_batchs_event(stack: LocalStack, tmp_path: Path) -> None:
-    client = ReconFlowClient(api_url=stack.api_url)
-    capture = make_sample_capture(tmp_path / "sample.zip", ["--views", "8", "--size", "32"])
-    job_id = client.submit(capture, preset="draft", name="waits")
-    observer = JobObserver(client, job_id).start()
+    _, job_id, observer = submit_sample(stack, tmp_path, "waits")
 
     waiting = wait_until(
         lambda: observer.first(lambda seen: "waiting for a GPU instance" in seen.message), timeout_s=60
@@ -48,13 +40,10 @@ def test_a_stage_waiting_for_an_instance_says_so_from_batchs_event(stack: LocalS
 
 
 @pytest.fixture(scope="module")
-def reconciled_stack(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[LocalStack]:
-    with no_capacity_stack(
-        tmp_path_factory.mktemp("gpu-wait-cancel"), reconcile_interval_s=RECONCILE_INTERVAL_S
-    ) as running:
-        yield running
+def reconciled_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    yield from running_no_capacity_stack(
+        tmp_path_factory, "gpu-wait-cancel", reconcile_interval_s=RECONCILE_INTERVAL_S
+    )
 
 
 def test_a_job_cancelled_while_its_stage_waits_ends_cancelled_without_the_grace(
@@ -62,10 +51,7 @@ def test_a_job_cancelled_while_its_stage_waits_ends_cancelled_without_the_grace(
 ) -> None:
     """No container polls the stop: the reconciler ends the waiting Batch job, the execution's
     Catch runs the cancel's cleanup (not CANCEL_GRACE_S later, by StopExecution)."""
-    client = ReconFlowClient(api_url=reconciled_stack.api_url)
-    capture = make_sample_capture(tmp_path / "sample.zip", ["--views", "8", "--size", "32"])
-    job_id = client.submit(capture, preset="draft", name="cancelled-while-waiting")
-    observer = JobObserver(client, job_id).start()
+    client, job_id, observer = submit_sample(reconciled_stack, tmp_path, "cancelled-while-waiting")
     wait_until(lambda: observer.first(lambda seen: "waiting for a GPU" in seen.message), timeout_s=60)
 
     client.confirm_cancel(job_id, client.request_cancel(job_id)["token"])
