@@ -4,7 +4,8 @@ The visual hull contains the object, so along a pixel's ray the true surface is 
 current one. For a batch of rays (all inside their silhouettes) this module sweeps candidate depths
 from the current surface inwards (inside the hull only), projects a small patch around each
 candidate point into the ray's own view and its nearest views, and scores the colour agreement
-(mean absolute difference). The views are chosen per candidate: the best-matching
+(mean absolute difference, relative to the reference patch's brightness: a dark surface's texture
+counts as much as a bright one's). The views are chosen per candidate: the best-matching
 ``compare_views`` of the neighbours that see it, so the views a cavity's rim hides from its floor
 (their colours disagree) drop out for the deep candidates and not for the shallow ones. Optional
 ``ShadowMaps`` also leave out, before any comparison, the views in which a surface known to be real
@@ -29,6 +30,10 @@ import torch.nn.functional as F
 
 from gpu_container.engine.cameras import _GL_TO_CV, nearest_views
 
+# Costs are relative to the reference patch's brightness, but never to less than this (colour units,
+# 0..1): near black, quantisation and noise would dominate a relative difference.
+BRIGHTNESS_FLOOR = 0.05
+
 InsideTest = Callable[[torch.Tensor], torch.Tensor]  # points (P, 3) -> (P,) bool, inside the hull
 
 
@@ -38,9 +43,10 @@ class CarveSettings:
     depth: float  # box units swept behind the current surface (less where the ray leaves the bounds)
     patch_pixels: float  # spacing of the 3 x 3 patch, in pixels of the reference view
     min_gain: float  # a deeper candidate wins when its cost < (1 - min_gain) x the surface's cost
-    min_surface_cost: float  # ... and the surface's own cost is at least this (colour units, 0..1)
+    min_surface_cost: float  # ... and the surface's own cost is at least this (relative to brightness)
     keep_margin: float  # box units: free space ends this far in front of the better depth
     compare_views: int = 2  # neighbour views a candidate's cost is the mean over (the best that see it)
+    brightness_floor: float = BRIGHTNESS_FLOOR  # costs are relative to at least this brightness
 
 
 @dataclass(frozen=True)
@@ -157,11 +163,13 @@ def sweep_costs(
     patch_pixels: float,
     compare_views: int = 2,
     shadows: ShadowMaps | None = None,
+    brightness_floor: float = BRIGHTNESS_FLOOR,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``candidates`` distances (M, D), ``step`` (M,) apart from ``start`` (M,) inwards, and their
     photo-consistency costs (M, D) (3 x 3 patches ``patch_pixels`` reference pixels apart).
 
-    A candidate's cost is the mean colour difference to the reference patch over the
+    A candidate's cost is the mean colour difference to the reference patch, relative to the reference
+    patch's brightness (at least ``brightness_floor``), over the
     ``compare_views`` best-matching neighbour views among those that see it whole (inside the image
     and, with ``shadows``, not hidden by a surface in front of it); inf where fewer see it. Choosing
     the views per candidate keeps a cavity's floor comparable when a rim hides it from some views."""
@@ -175,7 +183,11 @@ def sweep_costs(
         centres, spread, views.right[ray_view], views.up[ray_view], all_views, shadows
     )  # (M, K + 1, D, 9, 3), (M, K + 1, D, 9), (M, K + 1, D)
     reference = colours[:, :1]
-    difference = (colours[:, 1:] - reference).abs().mean(dim=(-1, -2))  # (M, K, D)
+    # Relative to the reference's brightness: a dark surface (dark albedo, shading) scales every colour
+    # difference down with its brightness, and absolute thresholds took its texture for none (the
+    # bracket's dark faces stayed a voxel proud, draft F@1 % 0.83).
+    brightness = reference.mean(dim=(-1, -2)).clamp(min=brightness_floor)  # (M, 1, D)
+    difference = (colours[:, 1:] - reference).abs().mean(dim=(-1, -2)) / brightness  # (M, K, D)
     # The reference view sees its own candidates (the hypothesis is that what lies in front is free).
     visible = inside[:, 1:].all(dim=-1) & seen[:, 1:] & inside[:, :1].all(dim=-1)  # (M, K, D)
     difference = torch.where(visible, difference, torch.full_like(difference, float("inf")))
@@ -218,6 +230,7 @@ def photo_findings(
         settings.patch_pixels,
         settings.compare_views,
         shadows,
+        settings.brightness_floor,
     )
     points = origins[:, None] + t[..., None] * dirs[:, None]  # (M, D, 3)
     outside = ~inside_hull(points.reshape(-1, 3)).reshape(t.shape)  # candidates off the hull: no surface

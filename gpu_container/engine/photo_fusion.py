@@ -27,6 +27,7 @@ import torch
 
 from gpu_container.engine import grids
 from gpu_container.engine.photo_carving import (
+    BRIGHTNESS_FLOOR,
     InsideTest,
     ShadowMaps,
     StackedViews,
@@ -45,11 +46,12 @@ class FusionSettings:
     back: float  # ... and ends this far behind it
     patch_pixels: float  # spacing of the 3 x 3 patch, in pixels of the reference view
     min_contrast: float  # a depth counts when its cost is below (1 - this) x the window's median cost ...
-    min_drop: float  # ... and at least this much below it (colour units, 0..1): texture-less rays never count
+    min_drop: float  # ... and at least this much below it (relative cost): texture-less rays never count
     truncation_front: float  # box units: votes reach this far in front of the depth (beyond: this) ...
     truncation_back: float  # ... and this far behind it
     sample_step: float  # box units between the points along a ray that vote into the grid
     compare_views: int = 2  # neighbour views a candidate's cost is the mean over (the best that see it)
+    brightness_floor: float = BRIGHTNESS_FLOOR  # costs are relative to at least this brightness
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ def photo_depths(
         settings.patch_pixels,
         settings.compare_views,
         shadows,
+        settings.brightness_floor,
     )
     points = origins[:, None] + t[..., None] * dirs[:, None]  # (M, D, 3)
     outside = ~inside_hull(points.reshape(-1, 3)).reshape(t.shape)

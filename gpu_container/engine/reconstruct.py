@@ -51,6 +51,7 @@ from gpu_container.engine import grids, hull
 from gpu_container.engine.cameras import batched_pixel_rays
 from gpu_container.engine.context import CaptureError, StageContext, Stopwatch, write_stage_record
 from gpu_container.engine.photo_carving import (
+    BRIGHTNESS_FLOOR,
     CarveSettings,
     ShadowMaps,
     StackedViews,
@@ -105,7 +106,8 @@ class ReconstructParams:
     carve_candidates: int = 32  # depths swept behind the current surface
     carve_patch_pixels: float = 1.0  # patch spacing in pixels
     carve_min_gain: float = 0.3  # a deeper depth must cut the colour cost by this fraction
-    carve_min_cost: float = 0.03  # surfaces that already agree this well (0..1 colour) are kept
+    carve_min_cost: float = 0.03  # surfaces that already agree this well (relative to brightness) are kept
+    carve_brightness_floor: float = BRIGHTNESS_FLOOR  # costs are relative to at least this brightness
     # Free space stops this many voxels of the level before the better depth. A whole voxel left every
     # cavity's floor and inner wall about a voxel high, which fusion's few votes there did not undo
     # (bowl, draft: F@1 % 0.84 -> 0.90 with 0.3, the SDF fit left out).
@@ -136,7 +138,7 @@ class ReconstructParams:
     fuse_front_voxels: float = 2.0  # the sweep starts this far in front of the current surface
     fuse_candidates: int = 25  # depths swept across the window
     fuse_min_contrast: float = 0.3  # a ray's best cost must be this far below its window's median ...
-    fuse_min_drop: float = 0.01  # ... and by at least this much (colour units, 0..1)
+    fuse_min_drop: float = 0.01  # ... and by at least this much (relative to brightness)
     fuse_truncation_front_voxels: float = 3.0  # votes reach this far in front of a ray's depth ...
     fuse_truncation_back_voxels: float = 1.0  # ... and this far behind it (thin walls stay whole)
     fuse_sample_voxels: float = 0.5  # spacing of the voting points along a ray
@@ -168,6 +170,7 @@ class ReconstructParams:
             compare_views=self.carve_compare_views,
             min_contrast=self.fuse_min_contrast,
             min_drop=self.fuse_min_drop,
+            brightness_floor=self.carve_brightness_floor,
             truncation_front=self.fuse_truncation_front_voxels * voxel,
             truncation_back=self.fuse_truncation_back_voxels * voxel,
             sample_step=self.fuse_sample_voxels * voxel,
@@ -554,6 +557,7 @@ class Fitting:
                 params.carve_patch_pixels,
                 params.carve_compare_views,
                 current,
+                params.carve_brightness_floor,
             )
             real[part] = hit[part] & (cost[:, 0] < params.carve_min_cost)
         confirmed = torch.zeros(shape, dtype=torch.bool, device=self.device)
@@ -624,6 +628,7 @@ class Fitting:
             min_surface_cost=params.carve_min_cost,
             keep_margin=params.carve_keep_voxels * model.voxel,
             compare_views=params.carve_compare_views,
+            brightness_floor=params.carve_brightness_floor,
         )
         num_views = len(self.views.images)
         voting_views = [torch.zeros(0, dtype=torch.long, device=self.device)]  # voxel x num_views + view

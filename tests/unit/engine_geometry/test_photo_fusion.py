@@ -78,9 +78,13 @@ def _radial_error(grid: torch.Tensor) -> torch.Tensor:
     return radii[first_outside] - SPHERE_RADIUS
 
 
-def test_an_inflated_sphere_is_pulled_back_onto_the_true_surface(sphere_scene) -> None:
+@pytest.mark.parametrize("brightness", [1.0, 0.15], ids=["bright", "dark"])
+def test_an_inflated_sphere_is_pulled_back_onto_the_true_surface(sphere_scene, brightness: float) -> None:
+    """Dark surfaces too: costs are relative to the patch's brightness, so a dark albedo's texture (every
+    colour difference scaled down with it) places the surface as well as a bright one's."""
     start = _grid_of(lambda p: sphere_sdf(p) - INFLATION)
-    fused, rays, flipped = _fuse(sphere_scene, torch.from_numpy(sphere_scene.images), start)
+    images = (torch.from_numpy(sphere_scene.images).float() * brightness).round().to(torch.uint8)
+    fused, rays, flipped = _fuse(sphere_scene, images, start)
     assert rays > 1000
     assert flipped > 0
     before = _radial_error(start)
