@@ -178,18 +178,22 @@ def sweep_costs(
     centres = origins[:, None] + t[..., None] * dirs[:, None]  # (M, D, 3)
     # A 3 x 3 patch parallel to the reference image, patch_pixels pixel footprints apart.
     spread = t / views.focal[ray_view][:, None] * patch_pixels  # (M, D)
-    all_views = torch.cat([ray_view[:, None], views.neighbours[ray_view]], dim=1)  # (M, K + 1)
+    right, up = views.right[ray_view], views.up[ray_view]
+    # The reference patch is the same pixels at every depth (it lies on the ray, parallel to the image,
+    # spread with the depth): looked up once, at the first candidate.
+    reference, reference_inside, _ = views.patch_colours(
+        centres[:, :1], spread[:, :1], right, up, ray_view[:, None]
+    )  # (M, 1, 1, 9, 3), (M, 1, 1, 9)
     colours, inside, seen = views.patch_colours(
-        centres, spread, views.right[ray_view], views.up[ray_view], all_views, shadows
-    )  # (M, K + 1, D, 9, 3), (M, K + 1, D, 9), (M, K + 1, D)
-    reference = colours[:, :1]
+        centres, spread, right, up, views.neighbours[ray_view], shadows
+    )  # (M, K, D, 9, 3), (M, K, D, 9), (M, K, D)
     # Relative to the reference's brightness: a dark surface (dark albedo, shading) scales every colour
     # difference down with its brightness, and absolute thresholds took its texture for none (the
     # bracket's dark faces stayed a voxel proud, draft F@1 % 0.83).
-    brightness = reference.mean(dim=(-1, -2)).clamp(min=brightness_floor)  # (M, 1, D)
-    difference = (colours[:, 1:] - reference).abs().mean(dim=(-1, -2)) / brightness  # (M, K, D)
+    brightness = reference.mean(dim=(-1, -2)).clamp(min=brightness_floor)  # (M, 1, 1)
+    difference = (colours - reference).abs().mean(dim=(-1, -2)) / brightness  # (M, K, D)
     # The reference view sees its own candidates (the hypothesis is that what lies in front is free).
-    visible = inside[:, 1:].all(dim=-1) & seen[:, 1:] & inside[:, :1].all(dim=-1)  # (M, K, D)
+    visible = inside.all(dim=-1) & seen & reference_inside.all(dim=-1)  # (M, K, D)
     difference = torch.where(visible, difference, torch.full_like(difference, float("inf")))
     best = max(1, min(compare_views, difference.shape[1]))
     cost = difference.topk(best, dim=1, largest=False).values.mean(dim=1)  # (M, D)
