@@ -28,12 +28,16 @@ candidates match the table nearly as well). Patches with too little contrast to 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from gpu_container.engine.context import StageContext
 from gpu_container.engine.photo_carving import StackedViews
+
+if TYPE_CHECKING:  # object_masks imports this module
+    from gpu_container.engine.object_masks import FoundObject
 
 STANDING, ON_PLANE, UNDECIDED = 1, -1, 0
 
@@ -53,9 +57,9 @@ class SweepParams:
     rays_per_chunk: int = 4096  # rays swept at once (a stop is checked between chunks)
 
 
-def region_of(found, margin: float) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """The object's region (``found``: an ``object_masks.FoundObject`` with a plane): the axis's foot
-    on the plane (3,), the plane's normal (3,), the radius and the top height."""
+def region_of(found: FoundObject, margin: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """The region of ``found`` (which has a plane): the axis's foot on the plane (3,), the plane's
+    normal (3,), the radius and the top height."""
     plane = found.plane
     heights = plane.height(found.points)
     foot = found.look_at - plane.height(found.look_at[None])[0] * plane.normal
@@ -112,15 +116,15 @@ def standing_pixels(
     images: np.ndarray,
     cam_to_world: np.ndarray,
     intrinsics: np.ndarray,
-    found,
+    found: FoundObject,
     candidates: np.ndarray,
     params: SweepParams,
     ctx: StageContext,
 ) -> np.ndarray:
     """(N, H, W) int8 verdicts (``STANDING``, ``ON_PLANE``, ``UNDECIDED``) on the pixels of
     ``candidates`` (N, H, W) bool of ``images`` (N, H, W, 3) uint8 seen by pinhole cameras
-    (camera-to-world, OpenGL axes); ``found``: the ``object_masks.FoundObject`` (no plane: all
-    undecided). Progress is reported per chunk of rays, a stop checked before each."""
+    (camera-to-world, OpenGL axes); ``found`` without a plane: all undecided. Progress is reported
+    per chunk of rays, a stop checked before each."""
     count, height, width = images.shape[:3]
     out = np.full((count, height, width), UNDECIDED, dtype=np.int8)
     if found.plane is None or not candidates.any():
