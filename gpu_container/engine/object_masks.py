@@ -30,6 +30,7 @@ projections where given.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ from scipy.spatial import ConvexHull, QhullError, cKDTree
 # and preprocess import one another; their attributes are looked up at call time.
 from gpu_container.engine import hull as hull_stage
 from gpu_container.engine import mesh as mesh_stage
+from gpu_container.engine import plane_sweep
 from gpu_container.engine import preprocess as preprocess_stage
 from gpu_container.engine.context import CaptureError, StageContext
 from gpu_container.engine.render import PinholeCamera, RayCaster
@@ -100,6 +102,14 @@ class MaskParams:
     # area-resampled to the stage's size: at a coarse size a GrabCut pixel is a large share of the
     # outline, and the resampled masks keep sub-pixel coverage for the hull's bilinear look-ups.
     min_work_size: int = 256
+    # What stands off the support plane (``plane_sweep``), opt-in: after the first GrabCut, the
+    # region's pixels it left out are swept; those that stand off the plane (a dark foot beside its
+    # shadow) seed the object in the cross-check's GrabCut, those on it are background. Off by
+    # default: on the posed room capture of Spot (draft) it recovers part of the legs' lowest fifth
+    # (recall of the masks there 0.61 -> 0.77) but GrabCut, seeded with the hooves' dark colours,
+    # also takes the shadowed table between the legs, which only the front and back views see, so
+    # the hull keeps it (F@1 % 0.811 -> 0.780; +1.3 s for the masks at a load of 4).
+    sweep: plane_sweep.SweepParams | None = None
     seed: int = 0
 
 
@@ -305,6 +315,32 @@ def project(points: np.ndarray, cam_to_world: np.ndarray, intrinsics: np.ndarray
     return uv, depth
 
 
+def search_polygons(
+    uv: np.ndarray, uv_support: np.ndarray | None, params: MaskParams, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The object's region in one view: the convex hull (V, 2) of the points' projections ``uv`` and
+    of ``uv_support`` (their feet), and that hull grown by ``hull_grow``; None with too few in view."""
+    height, width = size
+    inside = (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
+    if inside.sum() < 3:
+        return None
+    region = uv if uv_support is None else np.concatenate([uv, uv_support])
+    try:
+        hull = region[ConvexHull(region).vertices]
+    except QhullError:
+        return None
+    centre = hull.mean(axis=0)
+    return hull, centre + (hull - centre) * (1.0 + 2.0 * params.hull_grow)
+
+
+def search_region(polygons: tuple[np.ndarray, np.ndarray] | None, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool: inside the grown polygon of ``search_polygons`` (nothing when it is None)."""
+    region = np.zeros(size, dtype=np.uint8)
+    if polygons is not None:
+        cv2.fillPoly(region, [np.round(polygons[1] * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+    return region > 0
+
+
 def grabcut_mask(
     image: np.ndarray,
     uv: np.ndarray,
@@ -320,22 +356,14 @@ def grabcut_mask(
     on, but seeds nothing. ``background`` (H, W) bool: pixels known to be background (the table).
     """
     height, width = image.shape[:2]
-    inside = (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
-    if inside.sum() < 3:
+    polygons = search_polygons(uv, uv_support, params, (height, width))
+    if polygons is None:
         return np.zeros((height, width), dtype=bool)
-    region = uv if uv_support is None else np.concatenate([uv, uv_support])
-    try:
-        hull = region[ConvexHull(region).vertices]
-    except QhullError:
-        return np.zeros((height, width), dtype=bool)
-    centre = hull.mean(axis=0)
+    hull, grown = polygons
     size = float(np.max(hull.max(axis=0) - hull.min(axis=0)))
-    grown = centre + (hull - centre) * (1.0 + 2.0 * params.hull_grow) + 0.0
-    grown_pad = np.round(grown * 16).astype(np.int32)
     labels = np.full((height, width), cv2.GC_BGD, dtype=np.uint8)
-    cv2.fillPoly(labels, [grown_pad], cv2.GC_PR_BGD, lineType=cv2.LINE_8, shift=4)
-    tight = np.round(hull * 16).astype(np.int32)
-    cv2.fillPoly(labels, [tight], cv2.GC_PR_FGD, lineType=cv2.LINE_8, shift=4)
+    cv2.fillPoly(labels, [np.round(grown * 16).astype(np.int32)], cv2.GC_PR_BGD, lineType=cv2.LINE_8, shift=4)
+    cv2.fillPoly(labels, [np.round(hull * 16).astype(np.int32)], cv2.GC_PR_FGD, lineType=cv2.LINE_8, shift=4)
     if background is not None:
         labels[background] = cv2.GC_BGD
     labels[seed_pixels(uv, (height, width), params.seed_radius_px)] = cv2.GC_FGD
@@ -572,6 +600,9 @@ def estimate_masks(
     pinhole = max_radial_shift(radial, intrinsics, images.shape[1:3]) <= params.confirm_grow_px
     table = support_background(images, cam_to_world, intrinsics, found, params) if pinhole else None
     seeds = np.zeros(images.shape[:3], dtype=bool)
+    regions = np.zeros(images.shape[:3], dtype=bool)
+    sweeping = table is not None and params.sweep is not None and found.plane is not None
+    first_share = 0.6 if sweeping else 0.8  # of the band: the first GrabCut, then the sweep
     for view in range(len(images)):
         ctx.check_stop()
         uv, depth = project(found.points, cam_to_world[view], intrinsics[view], float(radial[view]))
@@ -583,11 +614,27 @@ def estimate_masks(
         masks[view] = grabcut_mask(
             images[view], uv[depth > 0], params, support, None if table is None else table[view]
         )
+        regions[view] = search_region(
+            search_polygons(uv[depth > 0], support, params, images.shape[1:3]), images.shape[1:3]
+        )
         seeds[view] = seed_pixels(uv[depth > 0], images.shape[1:3], params.seed_radius_px)
         ctx.on_progress(
-            low + (high - low) * 0.8 * (view + 1) / len(images), f"masks {view + 1} of {len(images)}"
+            low + (high - low) * first_share * (view + 1) / len(images), f"masks {view + 1} of {len(images)}"
         )
     figures: dict = {"refine_passes": 0}
+    if sweeping:
+        sweep_ctx = dataclasses.replace(
+            ctx,
+            on_progress=lambda fraction, message: ctx.on_progress(
+                low + (high - low) * (first_share + (0.8 - first_share) * fraction), message
+            ),
+        )
+        verdict = plane_sweep.standing_pixels(
+            images, cam_to_world, intrinsics, found, regions & ~masks & ~table, params.sweep, sweep_ctx
+        )
+        figures["standing_pixels"] = int((verdict == plane_sweep.STANDING).sum())
+        seeds |= verdict == plane_sweep.STANDING  # what stands off the plane seeds the object ...
+        table |= verdict == plane_sweep.ON_PLANE  # ... and what lies on it is background
     if pinhole:
         for refine in range(params.refine_passes + 1):
             rendered = hull_renderings(masks, cam_to_world, intrinsics, found, params, ctx)

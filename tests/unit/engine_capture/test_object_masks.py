@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 from room_fixtures import intrinsics, table_capture
 
 from gpu_container.capture import synthetic
-from gpu_container.engine import camera_estimation, object_masks
-from gpu_container.engine.context import CaptureError, StageContext
+from gpu_container.engine import camera_estimation, object_masks, plane_sweep
+from gpu_container.engine.context import CaptureError, StageCancelled, StageContext
+from gpu_container.engine.render import PinholeCamera, RayCaster
 
 PARAMS = object_masks.params_for("draft")
 SFM_PARAMS = camera_estimation.params_for("draft")
+SWEEP = plane_sweep.SweepParams()
 TABLE_HEIGHT = 0.75
 
 
@@ -138,3 +144,78 @@ def test_an_empty_table_photographed_is_object_not_found(tmp_path):
     with pytest.raises(CaptureError) as failure:
         object_masks.find_object(points.points, capture.cam_to_world, PARAMS)
     assert failure.value.code == "object_not_found"
+
+
+def _heights_above_support(capture, found) -> np.ndarray:
+    """(N, H, W) each pixel's true surface height above the found support (nan off the object)."""
+    caster = RayCaster(capture.mesh_world.vertices, capture.mesh_world.faces)
+    count, height, width = capture.rgba.shape[:3]
+    heights = np.full((count, height, width), np.nan)
+    for view in range(count):
+        camera = PinholeCamera(capture.cam_to_world[view], intrinsics(capture)[view], height, width)
+        origins, directions = camera.pixel_rays()
+        hits = caster.cast(origins, directions)
+        points = origins + np.where(hits.hit, hits.distance, 0.0)[:, None] * directions
+        view_heights = found.plane.height(points)
+        view_heights[~hits.hit] = np.nan
+        heights[view] = view_heights.reshape(height, width)
+    return heights
+
+
+def test_the_sweep_finds_the_dark_feet_standing_off_the_table_and_not_their_shadows(posed_masks):
+    """Spot's dark hooves stand in their own shadow on the table: colour cannot split them, the plane
+    sweep can (the shadow lies on the plane, the hoof stands off it)."""
+    capture, _, _, found = posed_masks
+    images = np.ascontiguousarray(capture.rgba[..., :3])
+    truth = capture.rgba[..., 3] > 0  # any coverage: the outline pixels too
+    near = np.stack([cv2.dilate(view.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0 for view in truth])
+    verdict = plane_sweep.standing_pixels(
+        images, capture.cam_to_world, intrinsics(capture), found, near, SWEEP, StageContext(Path("."))
+    )
+    standing = verdict == plane_sweep.STANDING
+    assert (standing & truth).sum() >= 0.95 * standing.sum()
+    heights = _heights_above_support(capture, found)
+    feet = truth & (heights < 0.15 * np.nanmax(heights))  # hooves and the legs' lowest part
+    assert (standing & feet).sum() >= 0.2 * feet.sum()
+    grey = images.mean(axis=-1)
+    table = near & ~truth
+    shadowed = table & (grey < np.quantile(grey[table], 0.25))  # the darkest table round the object
+    assert (standing & shadowed).sum() <= 0.03 * shadowed.sum()
+    on_plane = verdict == plane_sweep.ON_PLANE
+    assert (on_plane & truth).sum() == 0
+
+
+def test_the_sweep_stops_when_the_job_is_cancelled(posed_masks):
+    capture, masks, _, found = posed_masks
+    images = np.ascontiguousarray(capture.rgba[..., :3])
+    with pytest.raises(StageCancelled):
+        plane_sweep.standing_pixels(
+            images,
+            capture.cam_to_world,
+            intrinsics(capture),
+            found,
+            ~masks,
+            SWEEP,
+            StageContext(Path("."), should_stop=lambda: True),
+        )
+
+
+def test_with_the_sweep_the_masks_hold_more_of_the_feet_and_still_the_object_alone(posed_masks):
+    capture, masks, _, found = posed_masks
+    images = np.ascontiguousarray(capture.rgba[..., :3])
+    swept, figures = object_masks.estimate_masks(
+        images,
+        capture.cam_to_world,
+        intrinsics(capture),
+        np.zeros(capture.num_views),
+        found,
+        dataclasses.replace(PARAMS, sweep=SWEEP),
+        StageContext(Path(".")),
+    )
+    swept = swept >= 128
+    truth = capture.rgba[..., 3] >= 128
+    heights = _heights_above_support(capture, found)
+    feet = truth & (heights < 0.15 * np.nanmax(heights))
+    assert figures["standing_pixels"] > 0
+    assert (swept & feet).sum() >= 1.2 * (masks & feet).sum()
+    assert (swept & ~truth).sum() <= 0.05 * truth.sum()
