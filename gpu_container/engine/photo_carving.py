@@ -152,6 +152,42 @@ class StackedViews:
         return colours, inside, seen
 
 
+@dataclass(frozen=True)
+class RayPatches:
+    """3 x 3 patches along rays (M,) at distances (M, D): the reference view's own patch (the same
+    pixels at every depth), and each neighbour view's at every depth."""
+
+    reference: torch.Tensor  # (M, 1, 1, 9, 3) colours in the ray's own view
+    reference_inside: torch.Tensor  # (M, 1, 1) the reference patch lies inside its image
+    colours: torch.Tensor  # (M, K, D, 9, 3) colours in the ray's K neighbour views
+    usable: torch.Tensor  # (M, K, D) the patch lies inside that view's image and is not hidden
+
+
+def ray_patches(
+    views: StackedViews,
+    ray_view: torch.Tensor,
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    t: torch.Tensor,
+    patch_pixels: float,
+    shadows: ShadowMaps | None = None,
+) -> RayPatches:
+    """Patches parallel to each ray's own image, ``patch_pixels`` of its pixels apart, centred on the
+    rays at distances ``t`` (M, D), in the ray's view and in its neighbour views."""
+    centres = origins[:, None] + t[..., None] * dirs[:, None]  # (M, D, 3)
+    spread = t / views.focal[ray_view][:, None] * patch_pixels  # (M, D): the patch spreads with the depth
+    right, up = views.right[ray_view], views.up[ray_view]
+    # The reference patch is the same pixels at every depth (it lies on the ray, parallel to the image,
+    # spread with the depth): looked up once, at the first distance.
+    reference, reference_inside, _ = views.patch_colours(
+        centres[:, :1], spread[:, :1], right, up, ray_view[:, None]
+    )
+    colours, inside, seen = views.patch_colours(
+        centres, spread, right, up, views.neighbours[ray_view], shadows
+    )
+    return RayPatches(reference, reference_inside.all(dim=-1), colours, inside.all(dim=-1) & seen)
+
+
 def sweep_costs(
     views: StackedViews,
     ray_view: torch.Tensor,
@@ -175,25 +211,14 @@ def sweep_costs(
     the views per candidate keeps a cavity's floor comparable when a rim hides it from some views."""
     steps = torch.arange(candidates, device=origins.device, dtype=origins.dtype)
     t = start[:, None] + steps * step[:, None]  # (M, D)
-    centres = origins[:, None] + t[..., None] * dirs[:, None]  # (M, D, 3)
-    # A 3 x 3 patch parallel to the reference image, patch_pixels pixel footprints apart.
-    spread = t / views.focal[ray_view][:, None] * patch_pixels  # (M, D)
-    right, up = views.right[ray_view], views.up[ray_view]
-    # The reference patch is the same pixels at every depth (it lies on the ray, parallel to the image,
-    # spread with the depth): looked up once, at the first candidate.
-    reference, reference_inside, _ = views.patch_colours(
-        centres[:, :1], spread[:, :1], right, up, ray_view[:, None]
-    )  # (M, 1, 1, 9, 3), (M, 1, 1, 9)
-    colours, inside, seen = views.patch_colours(
-        centres, spread, right, up, views.neighbours[ray_view], shadows
-    )  # (M, K, D, 9, 3), (M, K, D, 9), (M, K, D)
+    patches = ray_patches(views, ray_view, origins, dirs, t, patch_pixels, shadows)
     # Relative to the reference's brightness: a dark surface (dark albedo, shading) scales every colour
     # difference down with its brightness, and absolute thresholds took its texture for none (the
     # bracket's dark faces stayed a voxel proud, draft F@1 % 0.83).
-    brightness = reference.mean(dim=(-1, -2)).clamp(min=brightness_floor)  # (M, 1, 1)
-    difference = (colours - reference).abs().mean(dim=(-1, -2)) / brightness  # (M, K, D)
+    brightness = patches.reference.mean(dim=(-1, -2)).clamp(min=brightness_floor)  # (M, 1, 1)
+    difference = (patches.colours - patches.reference).abs().mean(dim=(-1, -2)) / brightness  # (M, K, D)
     # The reference view sees its own candidates (the hypothesis is that what lies in front is free).
-    visible = inside.all(dim=-1) & seen & reference_inside.all(dim=-1)  # (M, K, D)
+    visible = patches.usable & patches.reference_inside  # (M, K, D)
     difference = torch.where(visible, difference, torch.full_like(difference, float("inf")))
     best = max(1, min(compare_views, difference.shape[1]))
     cost = difference.topk(best, dim=1, largest=False).values.mean(dim=1)  # (M, D)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from gpu_container.engine.context import StageContext
-from gpu_container.engine.photo_carving import StackedViews
+from gpu_container.engine.photo_carving import StackedViews, ray_patches
 
 if TYPE_CHECKING:  # object_masks imports this module
     from gpu_container.engine.object_masks import FoundObject
@@ -176,15 +176,9 @@ def _sweep(
     """(M,) int8 verdicts of rays (M,) swept between ``enter`` and ``leave``, the plane at ``plane_t``."""
     steps = torch.linspace(0.0, 1.0, params.depth_candidates)
     t = torch.cat([enter[:, None] + (leave - enter)[:, None] * steps, plane_t[:, None]], dim=1)  # (M, D + 1)
-    centres = origins[:, None] + t[..., None] * dirs[:, None]
-    spread = t / views.focal[ray_view][:, None] * params.patch_pixels
-    right, up = views.right[ray_view], views.up[ray_view]
-    reference, _, _ = views.patch_colours(centres[:, :1], spread[:, :1], right, up, ray_view[:, None])
-    reference = reference.reshape(len(ray_view), 9, 3)  # the view's own patch (the same at any depth)
-    colours, inside, seen = views.patch_colours(
-        centres, spread, right, up, views.neighbours[ray_view]
-    )  # (M, K, D + 1, 9, 3)
-    usable = inside.all(dim=-1) & seen
+    patches = ray_patches(views, ray_view, origins, dirs, t, params.patch_pixels)
+    reference = patches.reference.reshape(len(ray_view), 9, 3)  # the view's own patch
+    colours, usable = patches.colours, patches.usable  # (M, K, D + 1, 9, 3), (M, K, D + 1)
     score = _zncc(colours.flatten(-2), reference.reshape(-1, 1, 1, 27))
     score = torch.where(usable, score, torch.full_like(score, -1.0))
     score = score.topk(max(1, min(params.compare_views, score.shape[1])), dim=1).values.mean(dim=1)
