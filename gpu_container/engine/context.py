@@ -6,6 +6,7 @@ takes seconds to load, so it is imported where a device is first made.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -78,6 +79,14 @@ class StageContext:
         """Raise ``StageCancelled`` if the job was cancelled. Long loops call this at least once a second."""
         if self.should_stop():
             raise StageCancelled("stop requested")
+
+    def within(self, low: float, high: float) -> StageContext:
+        """This context with its progress mapped into [``low``, ``high``] of the stage's, for a step
+        that reports its own progress from 0 to 1."""
+        report = self.on_progress
+        return dataclasses.replace(
+            self, on_progress=lambda fraction, message: report(low + (high - low) * fraction, message)
+        )
 
 
 def make_device(name: str | None = None) -> torch.device:

@@ -19,7 +19,6 @@ transforms.json convention, the result's frame, each view's status (used / held_
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,13 +61,7 @@ class Completion:
     @staticmethod
     def rest_of_stage(ctx: StageContext) -> StageContext:
         """``ctx`` whose progress maps the rest of preprocess after the estimation's share."""
-        report = ctx.on_progress
-        return dataclasses.replace(
-            ctx,
-            on_progress=lambda fraction, message: report(
-                ESTIMATION_BAND + (1 - ESTIMATION_BAND) * fraction, message
-            ),
-        )
+        return ctx.within(ESTIMATION_BAND, 1.0)
 
 
 def resized(images: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -85,13 +78,6 @@ def needed(manifest: dict) -> bool:
     """True when the manifest says the capture's cameras or masks must be estimated."""
     estimate = manifest.get("estimate") or {}
     return bool(estimate.get("cameras") or estimate.get("masks"))
-
-
-def _band(ctx: StageContext, low: float, high: float) -> StageContext:
-    report = ctx.on_progress
-    return dataclasses.replace(
-        ctx, on_progress=lambda fraction, message: report(low + (high - low) * fraction, message)
-    )
 
 
 def _known_intrinsics(frames: list[dict], width: int, height: int) -> np.ndarray | None:
@@ -163,7 +149,7 @@ def complete(ctx: StageContext, manifest: dict, workers: int = 4) -> Completion:
         images = resized(full_frames, *size)
     else:
         rgba = preprocess_stage.decode_frames(
-            ctx.input_dir / manifest["archive"], frames, size, workers, _band(ctx, 0.0, 0.15 * band)
+            ctx.input_dir / manifest["archive"], frames, size, workers, ctx.within(0.0, 0.15 * band)
         )
         images = np.ascontiguousarray(rgba[..., :3])
     folder = ctx.work_dir(preprocess_stage.STAGE) / SFM_FOLDER

@@ -30,7 +30,6 @@ projections where given.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -614,21 +613,17 @@ def estimate_masks(
         masks[view] = grabcut_mask(
             images[view], uv[depth > 0], params, support, None if table is None else table[view]
         )
-        regions[view] = search_region(
-            search_polygons(uv[depth > 0], support, params, images.shape[1:3]), images.shape[1:3]
-        )
+        if sweeping:  # the sweep looks only inside the object's region
+            regions[view] = search_region(
+                search_polygons(uv[depth > 0], support, params, images.shape[1:3]), images.shape[1:3]
+            )
         seeds[view] = seed_pixels(uv[depth > 0], images.shape[1:3], params.seed_radius_px)
         ctx.on_progress(
             low + (high - low) * first_share * (view + 1) / len(images), f"masks {view + 1} of {len(images)}"
         )
     figures: dict = {"refine_passes": 0}
     if sweeping:
-        sweep_ctx = dataclasses.replace(
-            ctx,
-            on_progress=lambda fraction, message: ctx.on_progress(
-                low + (high - low) * (first_share + (0.8 - first_share) * fraction), message
-            ),
-        )
+        sweep_ctx = ctx.within(low + (high - low) * first_share, low + (high - low) * 0.8)
         verdict = plane_sweep.standing_pixels(
             images, cam_to_world, intrinsics, found, regions & ~masks & ~table, params.sweep, sweep_ctx
         )

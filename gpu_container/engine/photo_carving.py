@@ -46,7 +46,6 @@ class CarveSettings:
     min_surface_cost: float  # ... and the surface's own cost is at least this (relative to brightness)
     keep_margin: float  # box units: free space ends this far in front of the better depth
     compare_views: int = 2  # neighbour views a candidate's cost is the mean over (the best that see it)
-    brightness_floor: float = BRIGHTNESS_FLOOR  # costs are relative to at least this brightness
 
 
 @dataclass(frozen=True)
@@ -199,13 +198,12 @@ def sweep_costs(
     patch_pixels: float,
     compare_views: int = 2,
     shadows: ShadowMaps | None = None,
-    brightness_floor: float = BRIGHTNESS_FLOOR,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``candidates`` distances (M, D), ``step`` (M,) apart from ``start`` (M,) inwards, and their
     photo-consistency costs (M, D) (3 x 3 patches ``patch_pixels`` reference pixels apart).
 
     A candidate's cost is the mean colour difference to the reference patch, relative to the reference
-    patch's brightness (at least ``brightness_floor``), over the
+    patch's brightness (at least ``BRIGHTNESS_FLOOR``), over the
     ``compare_views`` best-matching neighbour views among those that see it whole (inside the image
     and, with ``shadows``, not hidden by a surface in front of it); inf where fewer see it. Choosing
     the views per candidate keeps a cavity's floor comparable when a rim hides it from some views."""
@@ -215,7 +213,7 @@ def sweep_costs(
     # Relative to the reference's brightness: a dark surface (dark albedo, shading) scales every colour
     # difference down with its brightness, and absolute thresholds took its texture for none (the
     # bracket's dark faces stayed a voxel proud, draft F@1 % 0.83).
-    brightness = patches.reference.mean(dim=(-1, -2)).clamp(min=brightness_floor)  # (M, 1, 1)
+    brightness = patches.reference.mean(dim=(-1, -2)).clamp(min=BRIGHTNESS_FLOOR)  # (M, 1, 1)
     difference = (patches.colours - patches.reference).abs().mean(dim=(-1, -2)) / brightness  # (M, K, D)
     # The reference view sees its own candidates (the hypothesis is that what lies in front is free).
     visible = patches.usable & patches.reference_inside  # (M, K, D)
@@ -259,7 +257,6 @@ def photo_findings(
         settings.patch_pixels,
         settings.compare_views,
         shadows,
-        settings.brightness_floor,
     )
     points = origins[:, None] + t[..., None] * dirs[:, None]  # (M, D, 3)
     outside = ~inside_hull(points.reshape(-1, 3)).reshape(t.shape)  # candidates off the hull: no surface

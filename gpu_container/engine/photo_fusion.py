@@ -27,7 +27,6 @@ import torch
 
 from gpu_container.engine import grids
 from gpu_container.engine.photo_carving import (
-    BRIGHTNESS_FLOOR,
     InsideTest,
     ShadowMaps,
     StackedViews,
@@ -51,7 +50,6 @@ class FusionSettings:
     truncation_back: float  # ... and this far behind it
     sample_step: float  # box units between the points along a ray that vote into the grid
     compare_views: int = 2  # neighbour views a candidate's cost is the mean over (the best that see it)
-    brightness_floor: float = BRIGHTNESS_FLOOR  # costs are relative to at least this brightness
 
 
 @dataclass(frozen=True)
@@ -92,7 +90,6 @@ def photo_depths(
         settings.patch_pixels,
         settings.compare_views,
         shadows,
-        settings.brightness_floor,
     )
     points = origins[:, None] + t[..., None] * dirs[:, None]  # (M, D, 3)
     outside = ~inside_hull(points.reshape(-1, 3)).reshape(t.shape)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from gpu_container.engine.cameras import batched_pixel_rays
 from gpu_container.engine.context import StageContext
 from gpu_container.engine.photo_carving import StackedViews, ray_patches
 
@@ -135,11 +136,8 @@ def standing_pixels(
     views = StackedViews(torch.from_numpy(np.ascontiguousarray(images)), c2w, k, params.neighbour_views)
     view_index, rows, cols = np.nonzero(candidates)
     ray_view = torch.from_numpy(view_index)
-    x = (torch.from_numpy(cols).float() + 0.5 - k[ray_view, 0, 2]) / k[ray_view, 0, 0]
-    y = -(torch.from_numpy(rows).float() + 0.5 - k[ray_view, 1, 2]) / k[ray_view, 1, 1]
-    dirs = torch.einsum("mij,mj->mi", c2w[ray_view, :3, :3], torch.stack([x, y, -torch.ones_like(x)], dim=1))
-    dirs = dirs / dirs.norm(dim=1, keepdim=True)
-    origins = c2w[ray_view, :3, 3]
+    uv = torch.from_numpy(np.stack([cols, rows], axis=1)).float() + 0.5  # pixel centres
+    origins, dirs = batched_pixel_rays(c2w, k, ray_view, uv)
     enter, leave, crosses = _ray_span(
         origins, dirs, foot, normal, radius, (params.min_height * found.scale, top)
     )

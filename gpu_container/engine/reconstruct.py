@@ -51,7 +51,6 @@ from gpu_container.engine import grids, hull
 from gpu_container.engine.cameras import batched_pixel_rays
 from gpu_container.engine.context import CaptureError, StageContext, Stopwatch, write_stage_record
 from gpu_container.engine.photo_carving import (
-    BRIGHTNESS_FLOOR,
     CarveSettings,
     ShadowMaps,
     StackedViews,
@@ -109,7 +108,6 @@ class ReconstructParams:
     # Surfaces that already agree this well (cost relative to brightness) are kept: 0.06 is the former
     # absolute 0.03 at mid-grey; 0.03 relative carved pits into Spot (draft F@1 % 0.995 -> 0.988).
     carve_min_cost: float = 0.06
-    carve_brightness_floor: float = BRIGHTNESS_FLOOR  # costs are relative to at least this brightness
     # Free space stops this many voxels of the level before the better depth. A whole voxel left every
     # cavity's floor and inner wall about a voxel high, which fusion's few votes there did not undo
     # (bowl, draft: F@1 % 0.84 -> 0.90 with 0.3, the SDF fit left out).
@@ -172,7 +170,6 @@ class ReconstructParams:
             compare_views=self.carve_compare_views,
             min_contrast=self.fuse_min_contrast,
             min_drop=self.fuse_min_drop,
-            brightness_floor=self.carve_brightness_floor,
             truncation_front=self.fuse_truncation_front_voxels * voxel,
             truncation_back=self.fuse_truncation_back_voxels * voxel,
             sample_step=self.fuse_sample_voxels * voxel,
@@ -565,7 +562,6 @@ class Fitting:
                 params.carve_patch_pixels,
                 params.carve_compare_views,
                 current,
-                params.carve_brightness_floor,
             )
             real[part] = hit[part] & (cost[:, 0] < params.carve_min_cost)
         confirmed = torch.zeros(shape, dtype=torch.bool, device=self.device)
@@ -636,7 +632,6 @@ class Fitting:
             min_surface_cost=params.carve_min_cost,
             keep_margin=params.carve_keep_voxels * model.voxel,
             compare_views=params.carve_compare_views,
-            brightness_floor=params.carve_brightness_floor,
         )
         num_views = len(self.views.images)
         voting_views = [torch.zeros(0, dtype=torch.long, device=self.device)]  # voxel x num_views + view
