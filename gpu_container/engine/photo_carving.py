@@ -244,6 +244,26 @@ def photo_findings(
     free space runs from the current surface to ``keep_margin`` before it, sampled at the candidates
     and at its far end.
     """
+    # A ray whose current surface already agrees (cost under ``min_surface_cost``) cannot find free
+    # space: it is not swept, and finds its surface where it is. Most rays on a convex object agree,
+    # so this saves most of carving's look-ups (draft, back to back: Spot 13.3 -> 9.3 s end to end, bowl
+    # 15.7 -> 11.3 s; F@1 % within 0.002 but the bracket's 0.987 -> 0.979).
+    _, surface_cost = sweep_costs(
+        views,
+        ray_view,
+        origins,
+        dirs,
+        surface,
+        torch.zeros_like(surface),
+        1,
+        settings.patch_pixels,
+        settings.compare_views,
+        shadows,
+    )
+    agrees = torch.isfinite(surface_cost[:, 0]) & (surface_cost[:, 0] < settings.min_surface_cost)
+    agreeing_points = origins[agrees] + surface[agrees, None] * dirs[agrees]
+    swept = ~agrees
+    ray_view, origins, dirs, surface, far = (x[swept] for x in (ray_view, origins, dirs, surface, far))
     span = (far - surface).clamp(max=settings.depth, min=0.0)
     step = span / max(settings.depth_candidates - 1, 1)
     t, cost = sweep_costs(
@@ -275,7 +295,7 @@ def photo_findings(
     in_front = wins[:, None] & (t < free_end[:, None])  # (M, D)
     ends = origins[wins] + free_end[wins, None] * dirs[wins]
     found = torch.isfinite(best_cost)
-    best_points = origins[found] + best_t[found, None] * dirs[found]
+    best_points = torch.cat([origins[found] + best_t[found, None] * dirs[found], agreeing_points])
     free_view = torch.cat([ray_view[:, None].expand_as(in_front)[in_front], ray_view[wins]])
     return torch.cat([points[in_front], ends]), best_points, free_view
 
