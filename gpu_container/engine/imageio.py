@@ -26,17 +26,6 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
 
 
-def find_archive(input_dir: Path) -> Path:
-    """The single ``*.zip`` in ``input/``."""
-    archives = sorted(path for path in Path(input_dir).glob("*") if path.suffix.lower() == ".zip")
-    if not archives:
-        raise CaptureError("missing_archive", f"no .zip capture in {input_dir.name}/")
-    if len(archives) > 1:
-        names = ", ".join(path.name for path in archives)
-        raise CaptureError("too_many_archives", f"expected one .zip in {input_dir.name}/, found {names}")
-    return archives[0]
-
-
 def open_archive(path: Path) -> zipfile.ZipFile:
     """The zip at ``path``; ``not_a_zip`` when it is not one (or its directory is damaged)."""
     try:
