@@ -122,6 +122,11 @@ class ReconstructParams:
     # A candidate's cost: the mean over this many of its best-matching neighbours that see it. Well
     # under ``carve_neighbours``, so the views a rim hides from a cavity's floor drop out per candidate.
     carve_compare_views: int = 2
+    # Sweep the rays whose surface already agrees (``CarveSettings.sweep_agreeing``). Off in draft only:
+    # there it cut the end-to-end time by a quarter to a third (back to back, Spot 13.3 -> 9.3 s, bowl
+    # 15.7 -> 11.3 s, cup 16.8 -> 14.5 s; F@1 % within 0.002, the bracket 0.987 -> 0.979). At standard
+    # the surfaces it protects cost the pocket block's NC 0.958 -> 0.948 and Spot's 0.982 -> 0.980.
+    carve_sweep_agreeing: bool = True
     # Explicit visibility in carving and fusion (``photo_carving.ShadowMaps``; None: off): a candidate
     # is hidden from a neighbour view when a photo-consistent surface (cost below ``carve_min_cost``)
     # lies more than this many voxels of the level in front of it along the view's ray, so a cavity's
@@ -198,6 +203,7 @@ PRESET_PARAMS = {
         # channel block 0.910 -> 0.893). Standard at half a pixel: cup 0.966 -> 0.967, channel block
         # 0.934 -> 0.911 (NC 0.93 -> 0.92), so it keeps one.
         carve_patch_pixels=0.5,
+        carve_sweep_agreeing=False,
     ),
     "standard": ReconstructParams(
         resolutions=(96, 192),
@@ -632,6 +638,7 @@ class Fitting:
             min_surface_cost=params.carve_min_cost,
             keep_margin=params.carve_keep_voxels * model.voxel,
             compare_views=params.carve_compare_views,
+            sweep_agreeing=params.carve_sweep_agreeing,
         )
         num_views = len(self.views.images)
         voting_views = [torch.zeros(0, dtype=torch.long, device=self.device)]  # voxel x num_views + view
