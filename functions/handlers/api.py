@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handlers import deps
 from handlers.api_input import confirm_token, create_job_request, json_object, page_request
@@ -25,6 +24,9 @@ from handlers.observability import count, logger, metrics
 from jobstate.errors import InvalidJobId, InvalidRequest, JobNotFound, JobStateError, StateConflict
 from jobstate.ids import parse_job_id
 from jobstate.jobs import iso_utc
+
+if TYPE_CHECKING:  # annotations only: powertools' typing module is not needed to run
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 app = APIGatewayHttpResolver()
 

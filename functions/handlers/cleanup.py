@@ -25,9 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from itertools import chain
-from typing import Any
-
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from handlers import deps
 from handlers.capacity import (
@@ -45,6 +43,9 @@ from handlers.observability import count, logger, metrics
 from jobstate.errors import InvalidJobId, JobNotFound
 from jobstate.ids import parse_job_id
 from jobstate.jobs import CANCELLING, CREATED, QUEUED, RUNNING, Job, iso_utc
+
+if TYPE_CHECKING:  # annotations only: powertools' typing module is not needed to run
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 CANCEL = "cancel"
 FAIL = "fail"

@@ -17,9 +17,7 @@ the retries are bounded by the function's retry and on-failure settings, so noth
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from handlers import deps
 from handlers.executions import start_job_execution
@@ -28,6 +26,9 @@ from handlers.observability import count, logger, metrics
 from jobstate.errors import JobNotFound, JobStateError, StateConflict
 from jobstate.jobs import CREATED, QUEUED, Job
 from jobstate.layout import INPUT, parse_key
+
+if TYPE_CHECKING:  # annotations only: powertools' typing module is not needed to run
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 # Correlation id: EventBridge's event id, or the S3 request id of a classic notification.
 CORRELATION_ID_PATH = 'id || Records[0].responseElements."x-amz-request-id"'
