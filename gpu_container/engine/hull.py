@@ -52,6 +52,9 @@ from gpu_container.engine.scene import Scene, grid_coordinates
 
 STAGE = "hull"
 HULL_FILE = "hull.npz"
+# Written by preprocess beside the scene where it estimated the masks: ``confidence`` (N, H, W) uint8,
+# how sure each view's mask is of its background (255: sure), at the scene's image size.
+CONFIDENCE_FILE = "mask_confidence.npz"
 
 
 @dataclass(frozen=True)
@@ -122,9 +125,11 @@ def soft_vote(
     intrinsics: torch.Tensor,
     params: HullParams,
     ctx: StageContext | None = None,
+    confidence: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(P,) occupancy of points (P, 3): the (tolerance + 1)-th smallest silhouette look-up, in chunks."""
-    occupancy, _ = _votes(points, masks, cam_to_box, intrinsics, params, ctx)
+    """(P,) occupancy of points (P, 3): the (tolerance + 1)-th smallest silhouette look-up, in chunks;
+    ``confidence`` (N, H, W) in [0, 1]: where a view is sure of its background it carves alone."""
+    occupancy, _ = _votes(points, masks, cam_to_box, intrinsics, params, ctx, confidence=confidence)
     return occupancy
 
 
@@ -136,6 +141,7 @@ def _votes(
     params: HullParams,
     ctx: StageContext | None = None,
     blame: bool = False,
+    confidence: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Occupancy (P,) as ``soft_vote``; with ``blame`` also (N,) how many points each view alone
     carves out of what all the other views keep (a point inside every silhouette but one)."""
@@ -154,6 +160,10 @@ def _votes(
         if neighbours is not None:  # a view's exclusion stands where a neighbour's look-up is as low
             confirmed = torch.maximum(coverage, coverage[neighbours].amin(dim=1)).amin(dim=0)
             occupancy = torch.minimum(occupancy, confirmed) if rank > 1 else confirmed
+        if confidence is not None:  # a view sure of its background there carves alone, strictly
+            sure = silhouette_coverage(block, confidence, cam_to_box, intrinsics)
+            alone = torch.maximum(coverage, 1.0 - sure)
+            occupancy = torch.minimum(occupancy, alone.amin(dim=0))
         out[start : start + chunk] = occupancy
         if carved_alone is not None and num_views > 1:
             smallest, view = torch.topk(coverage, 2, dim=0, largest=False)
@@ -210,12 +220,14 @@ def _unsettled_points(
     intrinsics: torch.Tensor,
     params: HullParams,
     ctx: StageContext | None,
+    confidence: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(R, R, R) bool: grid points (R, R, R, 3) next to a cell the silhouettes do not settle.
 
     A cell is settled inside when in all views but ``tolerance`` (at most one with the neighbour
     rule) the pixels its projection can reach (its bounding rectangle, grown by the bilinear
-    look-up's pixel) are all object, and settled
+    look-up's pixel) are all object, and no view is sure of a background pixel there (``confidence``:
+    such a view carves alone); settled
     outside when in more than ``tolerance`` views they lie in the image and are all background.
     Anything else (a hole, a thin part, the surface) is unsettled.
     """
@@ -223,9 +235,13 @@ def _unsettled_points(
     num_views, height, width = masks.shape
     object_table = integral_images(masks >= SURFACE_LEVEL)
     background_table = integral_images(masks < SURFACE_LEVEL)
+    sure_table = None
+    if confidence is not None:
+        sure_table = integral_images((masks < SURFACE_LEVEL) & (confidence > SURFACE_LEVEL))
     nodes = points.reshape(-1, 3)
     cells = (resolution - 1,) * 3
     not_inside = torch.zeros(cells, dtype=torch.int32, device=points.device)
+    sure_background = torch.zeros(cells, dtype=torch.int32, device=points.device)
     outside = torch.zeros(cells, dtype=torch.int32, device=points.device)
     chunk = max(1, params.samples_per_chunk // (8 * len(nodes)))  # views whose corners fit at once
     for first in range(0, num_views, chunk):
@@ -244,10 +260,14 @@ def _unsettled_points(
         in_front = rect.in_front.reshape(n, *cells)
         not_inside += (~in_front | (background > 0)).sum(dim=0, dtype=torch.int32)
         outside += (rect.inside_image.reshape(n, *cells) & (objects == 0)).sum(dim=0, dtype=torch.int32)
+        if sure_table is not None:
+            sure = rectangle_sums(sure_table[views], rect).reshape(n, *cells)
+            sure_background += (in_front & (sure > 0)).sum(dim=0, dtype=torch.int32)
     tolerance = min(params.tolerance_views, num_views - 1)
     # with the neighbour rule two views can carve already (where they are neighbours)
     inside_tolerance = min(tolerance, 1) if params.neighbour_views > 0 else tolerance
-    unsettled = ((not_inside > inside_tolerance) & (outside <= tolerance)).float()[None, None]
+    open_inside = (not_inside > inside_tolerance) | (sure_background > 0)
+    unsettled = (open_inside & (outside <= tolerance)).float()[None, None]
     return F.max_pool3d(F.pad(unsettled, (1, 1, 1, 1, 1, 1)), 2, stride=1)[0, 0] > 0
 
 
@@ -262,11 +282,19 @@ def _cell_corners(values: torch.Tensor) -> torch.Tensor:
 
 
 def carve(
-    scene: Scene, params: HullParams, device: torch.device, ctx: StageContext | None = None
+    scene: Scene,
+    params: HullParams,
+    device: torch.device,
+    ctx: StageContext | None = None,
+    confidence: np.ndarray | None = None,
 ) -> tuple[HullResult, CarveReport]:
-    """The hull of a scene from its training views; also how it was carved."""
+    """The hull of a scene from its training views; also how it was carved. ``confidence`` (N, H, W)
+    uint8 (the scene's views): how sure each view is of its background (``CONFIDENCE_FILE``)."""
     views = scene.training_views
     masks = scene_masks(scene, device, params.erode_pixels)[torch.from_numpy(views).to(device)]
+    sure = None
+    if confidence is not None:
+        sure = torch.from_numpy(confidence[views]).to(device=device, dtype=torch.float32) / 255.0
     cam_to_box = torch.from_numpy(scene.cam_to_box[views]).to(device=device, dtype=torch.float32)
     intrinsics = torch.from_numpy(scene.intrinsics[views]).to(device=device, dtype=torch.float32)
     level = SURFACE_LEVEL
@@ -284,7 +312,7 @@ def carve(
         points = _grid_points(resolution, device)
         if volume is None:
             flat, carved_alone = _votes(
-                points.reshape(-1, 3), masks, cam_to_box, intrinsics, params, ctx, blame=True
+                points.reshape(-1, 3), masks, cam_to_box, intrinsics, params, ctx, True, sure
             )
             evaluated += flat.numel()
             kept = int((flat >= level).sum())
@@ -296,13 +324,14 @@ def carve(
                 inconsistent = [int(views[i]) for i in torch.nonzero(bad)[:, 0].tolist()]
                 views = views[good.cpu().numpy()]
                 masks, cam_to_box, intrinsics = masks[good], cam_to_box[good], intrinsics[good]
-                flat = soft_vote(points.reshape(-1, 3), masks, cam_to_box, intrinsics, params, ctx)
+                sure = None if sure is None else sure[good]
+                flat = soft_vote(points.reshape(-1, 3), masks, cam_to_box, intrinsics, params, ctx, sure)
                 evaluated += flat.numel()
             volume = flat.reshape(resolution, resolution, resolution)
             # Points in coarse cells that the silhouettes do not settle away from the coarse surface (a
             # hole or a thin part between the coarse points) are evaluated at every finer level, as the
             # surface's band is: the final grid stays strict.
-            unsettled = _unsettled_points(points, masks, cam_to_box, intrinsics, params, ctx)
+            unsettled = _unsettled_points(points, masks, cam_to_box, intrinsics, params, ctx, sure)
             unsettled &= ~_near_level_set(volume, level, params.refine_margin_cells)
         else:
             refine = _near_level_set(volume, level, params.refine_margin_cells) | unsettled
@@ -311,7 +340,7 @@ def carve(
             refine = F.interpolate(refine[None, None].float(), size=shape, mode="nearest")[0, 0] > 0
             unsettled = F.interpolate(unsettled[None, None].float(), size=shape, mode="nearest")[0, 0] > 0
             targets = points[refine]
-            volume[refine] = soft_vote(targets, masks, cam_to_box, intrinsics, params, ctx)
+            volume[refine] = soft_vote(targets, masks, cam_to_box, intrinsics, params, ctx, sure)
             evaluated += targets.shape[0]
         if ctx is not None:
             ctx.on_progress((index + 1) / len(resolutions), f"hull {resolution}^3")
@@ -374,8 +403,12 @@ def run(ctx: StageContext, params: HullParams | None = None) -> dict:
             tolerance_views=max(params.tolerance_views, tolerance),
             neighbour_views=max(params.neighbour_views, params.estimated_mask_neighbour_views),
         )
+    confidence = None
+    if preprocessed.get("masks") == "estimated" and (scene_folder / CONFIDENCE_FILE).is_file():
+        with np.load(scene_folder / CONFIDENCE_FILE) as data:
+            confidence = data["confidence"]
     ctx.on_progress(0.0, "carving the visual hull")
-    result, report = carve(scene, params, ctx.device, ctx)
+    result, report = carve(scene, params, ctx.device, ctx, confidence)
     support = preprocessed.get("support_plane")
     carved_inside = int(result.inside.sum())
     if support:
@@ -394,6 +427,7 @@ def run(ctx: StageContext, params: HullParams | None = None) -> dict:
         "below_support_removed": below_support_removed,
         "points_evaluated": report.evaluated,
         "views": len(report.views),
+        "background_confidence": confidence is not None,  # estimated masks: sure views carve alone
         "inconsistent_views": [scene.names[view] for view in report.inconsistent_views],
         "warnings": [
             f"view {scene.names[view]} disagrees with the others and was left out of the hull"

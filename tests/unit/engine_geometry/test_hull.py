@@ -184,3 +184,69 @@ def test_nothing_below_the_recorded_support_plane_is_kept(tmp_path, sphere_scene
     assert not (inside & below).any()
     assert _iou(inside & above, truth & above) > 0.9  # the upper half is the sphere's, uncut
     assert 0.4 < figures["below_support_removed"] < 0.6
+
+
+ESTIMATED = replace(PARAMS, tolerance_views=4, neighbour_views=2, inconsistent_view_fraction=0.0)
+
+
+def _excluded_by(scene, view: int, resolution: int) -> np.ndarray:
+    """(R, R, R) bool: grid points that ``view``'s silhouette excludes."""
+    axis = torch.from_numpy(grid_coordinates(resolution)).float()
+    grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
+    coverage = silhouette_coverage(
+        grid,
+        hull.scene_masks(scene, torch.device("cpu"))[view : view + 1],
+        torch.from_numpy(scene.cam_to_box[view : view + 1]).float(),
+        torch.from_numpy(scene.intrinsics[view : view + 1]).float(),
+    )
+    return (coverage[0] < hull.SURFACE_LEVEL).numpy().reshape((resolution,) * 3)
+
+
+def test_a_view_sure_of_its_background_carves_alone_where_an_unsure_one_does_not(sphere_scene) -> None:
+    # One view's silhouette loses a strip across the sphere. Under the estimated masks' tolerance
+    # (k-of-n and the neighbour rule) the strip carves nothing where the view is unsure of it, and
+    # carves alone, as a given mask would, where the view is sure.
+    view = int(sphere_scene.training_views[3])
+    cut = replace(sphere_scene, masks=sphere_scene.masks.copy())
+    cut.masks[view, 28:36, :] = 0
+    unsure = np.full(cut.masks.shape, 255, dtype=np.uint8)
+    unsure[view, 28:36, :] = 0
+    truth = _truth(PARAMS.resolution)
+    kept, _ = hull.carve(cut, ESTIMATED, torch.device("cpu"), confidence=unsure)
+    carved, _ = hull.carve(
+        cut, ESTIMATED, torch.device("cpu"), confidence=np.full(cut.masks.shape, 255, dtype=np.uint8)
+    )
+    strip = _excluded_by(cut, view, PARAMS.resolution) & truth
+    assert strip.sum() > 0.05 * truth.sum()
+    assert kept.inside[truth].mean() > 0.98  # the unsure strip: the sphere whole
+    assert not (carved.inside & strip).any()  # the sure strip: cut through
+    assert carved.inside[truth & ~strip].mean() > 0.98
+
+
+def test_views_sure_of_every_background_pixel_carve_as_given_masks_do(sphere_scene) -> None:
+    # The k-of-n vote and the neighbour rule keep a shell round the sphere that only the views tangent
+    # to it exclude; correct masks that are sure of their background carve it away.
+    truth = _truth(PARAMS.resolution)
+    sure = np.full(sphere_scene.masks.shape, 255, dtype=np.uint8)
+    strict, _ = hull.carve(sphere_scene, replace(PARAMS, tolerance_views=0), torch.device("cpu"))
+    tolerant, _ = hull.carve(sphere_scene, ESTIMATED, torch.device("cpu"))
+    confident, _ = hull.carve(sphere_scene, ESTIMATED, torch.device("cpu"), confidence=sure)
+    extra = lambda result: int((result.inside & ~truth).sum())  # noqa: E731
+    assert extra(tolerant) > extra(strict)
+    assert _iou(confident.inside, strict.inside) > 0.995
+    assert extra(confident) <= extra(strict) + 0.005 * truth.sum()
+
+
+def test_the_stage_reads_the_confidence_of_estimated_masks_only(tmp_path, sphere_scene, monkeypatch) -> None:
+    monkeypatch.setitem(hull.PRESET_PARAMS, "draft", PARAMS)
+    job = write_job(tmp_path, sphere_scene)
+    folder = job / "work" / "preprocess"
+    np.savez_compressed(folder / hull.CONFIDENCE_FILE, confidence=np.zeros_like(sphere_scene.masks))
+    given = hull.run(StageContext(job_dir=job, preset="draft"))
+    (folder / "stage.json").write_text(json.dumps({"masks": "estimated"}))
+    estimated = hull.run(StageContext(job_dir=job, preset="draft"))
+    (folder / hull.CONFIDENCE_FILE).unlink()
+    without = hull.run(StageContext(job_dir=job, preset="draft"))
+    assert not given["background_confidence"]  # given masks carve strictly whatever lies beside them
+    assert estimated["background_confidence"]
+    assert not without["background_confidence"]
