@@ -78,6 +78,11 @@ class HullParams:
     neighbour_views: int = 0
     # ... where the masks were estimated (a lone view's mask error is ignored, the true outline is not).
     estimated_mask_neighbour_views: int = 2
+    # Estimated masks with their background confidence, over a support plane: below this fraction of the
+    # box's height above the support only views sure of their background carve. Masks miss dark feet
+    # and bases beside their shadows in view after view, so the neighbour rule does not protect them,
+    # while the shadows, the table's colour, stay unsure and carve nothing either (0: no zone).
+    estimated_mask_support_zone: float = 0.1
     erode_pixels: int = 0  # erode every mask by this many pixels before carving
     refine_margin_cells: int = 2  # coarse cells around the level set re-evaluated at the finer level
     samples_per_chunk: int = 1 << 22  # views x points projected at once (~0.5 s a chunk on a CPU)
@@ -126,10 +131,13 @@ def soft_vote(
     params: HullParams,
     ctx: StageContext | None = None,
     confidence: torch.Tensor | None = None,
+    zone: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(P,) occupancy of points (P, 3): the (tolerance + 1)-th smallest silhouette look-up, in chunks;
-    ``confidence`` (N, H, W) in [0, 1]: where a view is sure of its background it carves alone."""
-    occupancy, _ = _votes(points, masks, cam_to_box, intrinsics, params, ctx, confidence=confidence)
+    ``confidence`` (N, H, W) in [0, 1]: where a view is sure of its background it carves alone;
+    ``zone`` (4,): points with ``zone[:3] . p + zone[3] < 0`` (near the support) are carved by sure
+    views only."""
+    occupancy, _ = _votes(points, masks, cam_to_box, intrinsics, params, ctx, False, confidence, zone)
     return occupancy
 
 
@@ -142,6 +150,7 @@ def _votes(
     ctx: StageContext | None = None,
     blame: bool = False,
     confidence: torch.Tensor | None = None,
+    zone: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Occupancy (P,) as ``soft_vote``; with ``blame`` also (N,) how many points each view alone
     carves out of what all the other views keep (a point inside every silhouette but one)."""
@@ -162,8 +171,10 @@ def _votes(
             occupancy = torch.minimum(occupancy, confirmed) if rank > 1 else confirmed
         if confidence is not None:  # a view sure of its background there carves alone, strictly
             sure = silhouette_coverage(block, confidence, cam_to_box, intrinsics)
-            alone = torch.maximum(coverage, 1.0 - sure)
-            occupancy = torch.minimum(occupancy, alone.amin(dim=0))
+            alone = torch.maximum(coverage, 1.0 - sure).amin(dim=0)
+            occupancy = torch.minimum(occupancy, alone)
+            if zone is not None:  # near the support only the sure views carve
+                occupancy = torch.where(block @ zone[:3] + zone[3] < 0, alone, occupancy)
         out[start : start + chunk] = occupancy
         if carved_alone is not None and num_views > 1:
             smallest, view = torch.topk(coverage, 2, dim=0, largest=False)
@@ -287,14 +298,17 @@ def carve(
     device: torch.device,
     ctx: StageContext | None = None,
     confidence: np.ndarray | None = None,
+    zone: np.ndarray | None = None,
 ) -> tuple[HullResult, CarveReport]:
     """The hull of a scene from its training views; also how it was carved. ``confidence`` (N, H, W)
-    uint8 (the scene's views): how sure each view is of its background (``CONFIDENCE_FILE``)."""
+    uint8 (the scene's views): how sure each view is of its background (``CONFIDENCE_FILE``);
+    ``zone`` (4,) box frame: where ``zone[:3] . p + zone[3] < 0`` only sure views carve."""
     views = scene.training_views
     masks = scene_masks(scene, device, params.erode_pixels)[torch.from_numpy(views).to(device)]
     sure = None
     if confidence is not None:
         sure = torch.from_numpy(confidence[views]).to(device=device, dtype=torch.float32) / 255.0
+    near = None if zone is None or sure is None else torch.as_tensor(zone, dtype=torch.float32, device=device)
     cam_to_box = torch.from_numpy(scene.cam_to_box[views]).to(device=device, dtype=torch.float32)
     intrinsics = torch.from_numpy(scene.intrinsics[views]).to(device=device, dtype=torch.float32)
     level = SURFACE_LEVEL
@@ -312,7 +326,7 @@ def carve(
         points = _grid_points(resolution, device)
         if volume is None:
             flat, carved_alone = _votes(
-                points.reshape(-1, 3), masks, cam_to_box, intrinsics, params, ctx, True, sure
+                points.reshape(-1, 3), masks, cam_to_box, intrinsics, params, ctx, True, sure, near
             )
             evaluated += flat.numel()
             kept = int((flat >= level).sum())
@@ -325,7 +339,9 @@ def carve(
                 views = views[good.cpu().numpy()]
                 masks, cam_to_box, intrinsics = masks[good], cam_to_box[good], intrinsics[good]
                 sure = None if sure is None else sure[good]
-                flat = soft_vote(points.reshape(-1, 3), masks, cam_to_box, intrinsics, params, ctx, sure)
+                flat = soft_vote(
+                    points.reshape(-1, 3), masks, cam_to_box, intrinsics, params, ctx, sure, near
+                )
                 evaluated += flat.numel()
             volume = flat.reshape(resolution, resolution, resolution)
             # Points in coarse cells that the silhouettes do not settle away from the coarse surface (a
@@ -340,7 +356,7 @@ def carve(
             refine = F.interpolate(refine[None, None].float(), size=shape, mode="nearest")[0, 0] > 0
             unsettled = F.interpolate(unsettled[None, None].float(), size=shape, mode="nearest")[0, 0] > 0
             targets = points[refine]
-            volume[refine] = soft_vote(targets, masks, cam_to_box, intrinsics, params, ctx, sure)
+            volume[refine] = soft_vote(targets, masks, cam_to_box, intrinsics, params, ctx, sure, near)
             evaluated += targets.shape[0]
         if ctx is not None:
             ctx.on_progress((index + 1) / len(resolutions), f"hull {resolution}^3")
@@ -354,6 +370,26 @@ def _preprocess_record(scene_folder: Path) -> dict:
     return json.loads(record.read_text()) if record.is_file() else {}
 
 
+def support_in_box(scene: Scene, plane: dict) -> tuple[np.ndarray, float]:
+    """The support ``plane`` (world frame, as preprocess records it) in the box frame: (normal (3,),
+    offset) with ``normal . p + offset`` a point's height above it in box units."""
+    linear, offset = scene.box_to_world[:3, :3], scene.box_to_world[:3, 3]
+    normal = np.asarray(plane["normal"], dtype=np.float64)
+    normal_box = linear.T @ normal  # signed world distance = normal_box . box + constant
+    constant = float(normal @ offset + float(plane["offset"]))
+    scale = float(np.linalg.norm(normal_box))  # world units per box unit along the normal
+    return normal_box / scale, constant / scale
+
+
+def support_zone(scene: Scene, plane: dict, fraction: float) -> np.ndarray:
+    """(4,) the points within ``fraction`` of the box's height above the support: ``zone[:3] . p +
+    zone[3] < 0`` (``carve``'s ``zone``)."""
+    normal, offset = support_in_box(scene, plane)
+    corners = np.array(list(itertools.product((-1.0, 1.0), repeat=3)))
+    top = float((corners @ normal + offset).max())
+    return np.append(normal, offset - fraction * max(top, 0.0))
+
+
 def clip_below_support(result: HullResult, scene: Scene, plane: dict) -> HullResult:
     """The hull with nothing below the plane the object stands on.
 
@@ -364,18 +400,14 @@ def clip_below_support(result: HullResult, scene: Scene, plane: dict) -> HullRes
     on the plane to a fraction of a voxel.
     """
     resolution = result.occupancy.shape[0]
-    linear, offset = scene.box_to_world[:3, :3], scene.box_to_world[:3, 3]
-    normal = np.asarray(plane["normal"], dtype=np.float64)
-    normal_box = linear.T @ normal  # signed world distance = normal_box . box + constant
-    constant = float(normal @ offset + float(plane["offset"]))
-    scale = float(np.linalg.norm(normal_box))  # world units per box unit along the normal
+    normal_box, constant = support_in_box(scene, plane)
     axis = grid_coordinates(resolution)
     height = (
         normal_box[0] * axis[:, None, None]
         + normal_box[1] * axis[None, :, None]
         + normal_box[2] * axis[None, None, :]
         + constant
-    ) / scale  # (R, R, R) box units above the plane
+    )  # (R, R, R) box units above the plane
     voxel = 2.0 / (resolution - 1)
     cap = np.clip(result.level + height / voxel, 0.0, 1.0).astype(np.float32)
     return HullResult(occupancy=np.minimum(result.occupancy, cap), level=result.level)
@@ -407,9 +439,12 @@ def run(ctx: StageContext, params: HullParams | None = None) -> dict:
     if preprocessed.get("masks") == "estimated" and (scene_folder / CONFIDENCE_FILE).is_file():
         with np.load(scene_folder / CONFIDENCE_FILE) as data:
             confidence = data["confidence"]
-    ctx.on_progress(0.0, "carving the visual hull")
-    result, report = carve(scene, params, ctx.device, ctx, confidence)
     support = preprocessed.get("support_plane")
+    zone = None
+    if confidence is not None and support and params.estimated_mask_support_zone > 0:
+        zone = support_zone(scene, support, params.estimated_mask_support_zone)
+    ctx.on_progress(0.0, "carving the visual hull")
+    result, report = carve(scene, params, ctx.device, ctx, confidence, zone)
     carved_inside = int(result.inside.sum())
     if support:
         result = clip_below_support(result, scene, support)
