@@ -12,7 +12,11 @@ carves only where one of its ``neighbour_views`` nearest views (by direction fro
 excludes the point too: a silhouette changes little between neighbouring views, so an exclusion no
 neighbour repeats is a mask error, while the true outline, seen from a run of neighbouring views,
 still carves strictly (a k-of-n vote alone keeps the shell just outside the object that only the
-few views tangent to it exclude: a pixel of extra material all round). A view shown to be
+few views tangent to it exclude: a pixel of extra material all round). Estimated masks come with
+how sure each view is of its background (``CONFIDENCE_FILE``): where a view is sure, its exclusion
+carves alone, as a given mask's does, so a correct outline carves strictly and a doubtful strip
+keeps the rules' protection; near the support plane (``estimated_mask_support_zone``) only sure
+views carve, since masks miss dark feet beside their shadows in every view alike. A view shown to be
 inconsistent (it alone carves more than ``inconsistent_view_fraction`` of what the others keep, at
 the coarse level) is left out of the carve and named in the stage record.
 
@@ -157,7 +161,8 @@ def _votes(
     num_views = masks.shape[0]
     rank = min(params.tolerance_views, num_views - 1) + 1
     neighbours = neighbour_views(cam_to_box, params.neighbour_views)
-    chunk = max(1, params.samples_per_chunk // num_views)
+    # a chunk stays as long with the confidence's second look-up: half as many points
+    chunk = max(1, params.samples_per_chunk // (num_views * (1 if confidence is None else 2)))
     out = torch.empty(points.shape[0], device=points.device, dtype=torch.float32)
     carved_alone = torch.zeros(num_views, device=points.device, dtype=torch.int64) if blame else None
     for start in range(0, points.shape[0], chunk):

@@ -20,7 +20,10 @@
    other views do not confirm drop out (the rendering is not added: on the cross-check's coarse grid
    it stands a pixel or two proud of every outline).
    Masks can be grown by ``final_grow_px`` (none by default: the hull's neighbour rule keeps what a
-   lone view misses, and a grown outline stands proud in every view). They are found at
+   lone view misses, and a grown outline stands proud in every view).
+5. Confidence: how sure each final mask is of its background (``background_confidence``: GrabCut's
+   colour models of the object and of what surrounds it rate each background pixel), for the hull
+   stage, which lets a sure view carve alone. Masks are found at
    ``min_work_size`` or finer and area-resampled to the stage's size (soft edges).
 
 Masks returned are (N, H, W) uint8 (255 object) at the images' size. Cameras: OpenGL
