@@ -395,7 +395,7 @@ def grabcut_mask(
 
 
 def _largest_parts(mask: np.ndarray, keep_fraction: float = 0.05) -> np.ndarray:
-    """``mask`` with its holes filled and connected parts under ``keep_fraction`` of the largest removed."""
+    """``mask`` with its connected parts under ``keep_fraction`` of the largest removed (holes are kept)."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if count <= 1:
         return mask
