@@ -45,6 +45,13 @@ class Completion:
     dropped: list[dict] = field(default_factory=list)  # {"file", "reason"}
     figures: dict = field(default_factory=dict)
     frame_images: np.ndarray | None = None  # (N, H, W, 3) uint8 kept frames of a video (no zip to decode)
+    # (N, h, w) uint8: how sure each estimated mask is of its background (``hull.CONFIDENCE_FILE``)
+    confidence: np.ndarray | None = None
+
+    def confidence_at(self, width: int, height: int) -> np.ndarray:
+        """(N, height, width) uint8 background confidence of the masks, area-resampled."""
+        assert self.confidence is not None
+        return resized(self.confidence, width, height)
 
     def rgba_at(self, width: int, height: int) -> np.ndarray:
         """(N, height, width, 4) uint8 of a video's kept frames (alpha 255)."""
@@ -179,14 +186,14 @@ def complete(ctx: StageContext, manifest: dict, workers: int = 4) -> Completion:
         upright = object_masks.upright_transform(found)
         sfm = sfm.transformed(upright)
         found = found.transformed(upright)
-    masks = None
+    masks = confidence = None
     mask_figures: dict = {}
     if manifest["estimate"]["masks"]:
         # masks at the size the later stages work at or ``min_work_size`` (no finer than the features)
         long_side = preprocess_stage.params_for(ctx.preset).long_side
         mask_size = preprocess_stage.resized_size(*size, max(long_side, mask_params.min_work_size))
         scale = np.diag([mask_size[0] / size[0], mask_size[1] / size[1], 1.0])
-        masks, mask_figures = object_masks.estimate_masks(
+        masks, confidence, mask_figures = object_masks.estimate_masks(
             resized(images[kept], *mask_size),
             sfm.cam_to_world[kept],
             scale @ sfm.intrinsics[kept],
@@ -223,6 +230,7 @@ def complete(ctx: StageContext, manifest: dict, workers: int = 4) -> Completion:
     return Completion(
         manifest={**manifest, "frames": new_frames},
         masks=masks,
+        confidence=confidence,
         frame=figures["frame"],
         cameras=figures["cameras"],
         dropped=dropped,

@@ -12,7 +12,11 @@ carves only where one of its ``neighbour_views`` nearest views (by direction fro
 excludes the point too: a silhouette changes little between neighbouring views, so an exclusion no
 neighbour repeats is a mask error, while the true outline, seen from a run of neighbouring views,
 still carves strictly (a k-of-n vote alone keeps the shell just outside the object that only the
-few views tangent to it exclude: a pixel of extra material all round). A view shown to be
+few views tangent to it exclude: a pixel of extra material all round). Estimated masks come with
+how sure each view is of its background (``CONFIDENCE_FILE``): where a view is sure, its exclusion
+carves alone, as a given mask's does, so a correct outline carves strictly and a doubtful strip
+keeps the rules' protection; near the support plane (``estimated_mask_support_zone``) only sure
+views carve, since masks miss dark feet beside their shadows in every view alike. A view shown to be
 inconsistent (it alone carves more than ``inconsistent_view_fraction`` of what the others keep, at
 the coarse level) is left out of the carve and named in the stage record.
 
@@ -52,6 +56,9 @@ from gpu_container.engine.scene import Scene, grid_coordinates
 
 STAGE = "hull"
 HULL_FILE = "hull.npz"
+# Written by preprocess beside the scene where it estimated the masks: ``confidence`` (N, H, W) uint8,
+# how sure each view's mask is of its background (255: sure), at the scene's image size.
+CONFIDENCE_FILE = "mask_confidence.npz"
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,11 @@ class HullParams:
     neighbour_views: int = 0
     # ... where the masks were estimated (a lone view's mask error is ignored, the true outline is not).
     estimated_mask_neighbour_views: int = 2
+    # Estimated masks with their background confidence, over a support plane: below this fraction of the
+    # box's height above the support only views sure of their background carve. Masks miss dark feet
+    # and bases beside their shadows in view after view, so the neighbour rule does not protect them,
+    # while the shadows, the table's colour, stay unsure and carve nothing either (0: no zone).
+    estimated_mask_support_zone: float = 0.1
     erode_pixels: int = 0  # erode every mask by this many pixels before carving
     refine_margin_cells: int = 2  # coarse cells around the level set re-evaluated at the finer level
     samples_per_chunk: int = 1 << 22  # views x points projected at once (~0.5 s a chunk on a CPU)
@@ -122,9 +134,14 @@ def soft_vote(
     intrinsics: torch.Tensor,
     params: HullParams,
     ctx: StageContext | None = None,
+    confidence: torch.Tensor | None = None,
+    zone: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(P,) occupancy of points (P, 3): the (tolerance + 1)-th smallest silhouette look-up, in chunks."""
-    occupancy, _ = _votes(points, masks, cam_to_box, intrinsics, params, ctx)
+    """(P,) occupancy of points (P, 3): the (tolerance + 1)-th smallest silhouette look-up, in chunks;
+    ``confidence`` (N, H, W) in [0, 1]: where a view is sure of its background it carves alone;
+    ``zone`` (4,): points with ``zone[:3] . p + zone[3] < 0`` (near the support) are carved by sure
+    views only."""
+    occupancy, _ = _votes(points, masks, cam_to_box, intrinsics, params, ctx, False, confidence, zone)
     return occupancy
 
 
@@ -136,13 +153,16 @@ def _votes(
     params: HullParams,
     ctx: StageContext | None = None,
     blame: bool = False,
+    confidence: torch.Tensor | None = None,
+    zone: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Occupancy (P,) as ``soft_vote``; with ``blame`` also (N,) how many points each view alone
     carves out of what all the other views keep (a point inside every silhouette but one)."""
     num_views = masks.shape[0]
     rank = min(params.tolerance_views, num_views - 1) + 1
     neighbours = neighbour_views(cam_to_box, params.neighbour_views)
-    chunk = max(1, params.samples_per_chunk // num_views)
+    # a chunk stays as long with the confidence's second look-up: half as many points
+    chunk = max(1, params.samples_per_chunk // (num_views * (1 if confidence is None else 2)))
     out = torch.empty(points.shape[0], device=points.device, dtype=torch.float32)
     carved_alone = torch.zeros(num_views, device=points.device, dtype=torch.int64) if blame else None
     for start in range(0, points.shape[0], chunk):
@@ -154,6 +174,12 @@ def _votes(
         if neighbours is not None:  # a view's exclusion stands where a neighbour's look-up is as low
             confirmed = torch.maximum(coverage, coverage[neighbours].amin(dim=1)).amin(dim=0)
             occupancy = torch.minimum(occupancy, confirmed) if rank > 1 else confirmed
+        if confidence is not None:  # a view sure of its background there carves alone, strictly
+            sure = silhouette_coverage(block, confidence, cam_to_box, intrinsics)
+            alone = torch.maximum(coverage, 1.0 - sure).amin(dim=0)
+            occupancy = torch.minimum(occupancy, alone)
+            if zone is not None:  # near the support only the sure views carve
+                occupancy = torch.where(block @ zone[:3] + zone[3] < 0, alone, occupancy)
         out[start : start + chunk] = occupancy
         if carved_alone is not None and num_views > 1:
             smallest, view = torch.topk(coverage, 2, dim=0, largest=False)
@@ -210,12 +236,14 @@ def _unsettled_points(
     intrinsics: torch.Tensor,
     params: HullParams,
     ctx: StageContext | None,
+    confidence: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(R, R, R) bool: grid points (R, R, R, 3) next to a cell the silhouettes do not settle.
 
     A cell is settled inside when in all views but ``tolerance`` (at most one with the neighbour
     rule) the pixels its projection can reach (its bounding rectangle, grown by the bilinear
-    look-up's pixel) are all object, and settled
+    look-up's pixel) are all object, and no view is sure of a background pixel there (``confidence``:
+    such a view carves alone); settled
     outside when in more than ``tolerance`` views they lie in the image and are all background.
     Anything else (a hole, a thin part, the surface) is unsettled.
     """
@@ -223,9 +251,13 @@ def _unsettled_points(
     num_views, height, width = masks.shape
     object_table = integral_images(masks >= SURFACE_LEVEL)
     background_table = integral_images(masks < SURFACE_LEVEL)
+    sure_table = None
+    if confidence is not None:
+        sure_table = integral_images((masks < SURFACE_LEVEL) & (confidence > SURFACE_LEVEL))
     nodes = points.reshape(-1, 3)
     cells = (resolution - 1,) * 3
     not_inside = torch.zeros(cells, dtype=torch.int32, device=points.device)
+    sure_background = torch.zeros(cells, dtype=torch.int32, device=points.device)
     outside = torch.zeros(cells, dtype=torch.int32, device=points.device)
     chunk = max(1, params.samples_per_chunk // (8 * len(nodes)))  # views whose corners fit at once
     for first in range(0, num_views, chunk):
@@ -244,10 +276,14 @@ def _unsettled_points(
         in_front = rect.in_front.reshape(n, *cells)
         not_inside += (~in_front | (background > 0)).sum(dim=0, dtype=torch.int32)
         outside += (rect.inside_image.reshape(n, *cells) & (objects == 0)).sum(dim=0, dtype=torch.int32)
+        if sure_table is not None:
+            sure = rectangle_sums(sure_table[views], rect).reshape(n, *cells)
+            sure_background += (in_front & (sure > 0)).sum(dim=0, dtype=torch.int32)
     tolerance = min(params.tolerance_views, num_views - 1)
     # with the neighbour rule two views can carve already (where they are neighbours)
     inside_tolerance = min(tolerance, 1) if params.neighbour_views > 0 else tolerance
-    unsettled = ((not_inside > inside_tolerance) & (outside <= tolerance)).float()[None, None]
+    open_inside = (not_inside > inside_tolerance) | (sure_background > 0)
+    unsettled = (open_inside & (outside <= tolerance)).float()[None, None]
     return F.max_pool3d(F.pad(unsettled, (1, 1, 1, 1, 1, 1)), 2, stride=1)[0, 0] > 0
 
 
@@ -262,11 +298,22 @@ def _cell_corners(values: torch.Tensor) -> torch.Tensor:
 
 
 def carve(
-    scene: Scene, params: HullParams, device: torch.device, ctx: StageContext | None = None
+    scene: Scene,
+    params: HullParams,
+    device: torch.device,
+    ctx: StageContext | None = None,
+    confidence: np.ndarray | None = None,
+    zone: np.ndarray | None = None,
 ) -> tuple[HullResult, CarveReport]:
-    """The hull of a scene from its training views; also how it was carved."""
+    """The hull of a scene from its training views; also how it was carved. ``confidence`` (N, H, W)
+    uint8 (the scene's views): how sure each view is of its background (``CONFIDENCE_FILE``);
+    ``zone`` (4,) box frame: where ``zone[:3] . p + zone[3] < 0`` only sure views carve."""
     views = scene.training_views
     masks = scene_masks(scene, device, params.erode_pixels)[torch.from_numpy(views).to(device)]
+    sure = None
+    if confidence is not None:
+        sure = torch.from_numpy(confidence[views]).to(device=device, dtype=torch.float32) / 255.0
+    near = None if zone is None or sure is None else torch.as_tensor(zone, dtype=torch.float32, device=device)
     cam_to_box = torch.from_numpy(scene.cam_to_box[views]).to(device=device, dtype=torch.float32)
     intrinsics = torch.from_numpy(scene.intrinsics[views]).to(device=device, dtype=torch.float32)
     level = SURFACE_LEVEL
@@ -284,7 +331,7 @@ def carve(
         points = _grid_points(resolution, device)
         if volume is None:
             flat, carved_alone = _votes(
-                points.reshape(-1, 3), masks, cam_to_box, intrinsics, params, ctx, blame=True
+                points.reshape(-1, 3), masks, cam_to_box, intrinsics, params, ctx, True, sure, near
             )
             evaluated += flat.numel()
             kept = int((flat >= level).sum())
@@ -296,13 +343,16 @@ def carve(
                 inconsistent = [int(views[i]) for i in torch.nonzero(bad)[:, 0].tolist()]
                 views = views[good.cpu().numpy()]
                 masks, cam_to_box, intrinsics = masks[good], cam_to_box[good], intrinsics[good]
-                flat = soft_vote(points.reshape(-1, 3), masks, cam_to_box, intrinsics, params, ctx)
+                sure = None if sure is None else sure[good]
+                flat = soft_vote(
+                    points.reshape(-1, 3), masks, cam_to_box, intrinsics, params, ctx, sure, near
+                )
                 evaluated += flat.numel()
             volume = flat.reshape(resolution, resolution, resolution)
             # Points in coarse cells that the silhouettes do not settle away from the coarse surface (a
             # hole or a thin part between the coarse points) are evaluated at every finer level, as the
             # surface's band is: the final grid stays strict.
-            unsettled = _unsettled_points(points, masks, cam_to_box, intrinsics, params, ctx)
+            unsettled = _unsettled_points(points, masks, cam_to_box, intrinsics, params, ctx, sure)
             unsettled &= ~_near_level_set(volume, level, params.refine_margin_cells)
         else:
             refine = _near_level_set(volume, level, params.refine_margin_cells) | unsettled
@@ -311,7 +361,7 @@ def carve(
             refine = F.interpolate(refine[None, None].float(), size=shape, mode="nearest")[0, 0] > 0
             unsettled = F.interpolate(unsettled[None, None].float(), size=shape, mode="nearest")[0, 0] > 0
             targets = points[refine]
-            volume[refine] = soft_vote(targets, masks, cam_to_box, intrinsics, params, ctx)
+            volume[refine] = soft_vote(targets, masks, cam_to_box, intrinsics, params, ctx, sure, near)
             evaluated += targets.shape[0]
         if ctx is not None:
             ctx.on_progress((index + 1) / len(resolutions), f"hull {resolution}^3")
@@ -325,6 +375,26 @@ def _preprocess_record(scene_folder: Path) -> dict:
     return json.loads(record.read_text()) if record.is_file() else {}
 
 
+def support_in_box(scene: Scene, plane: dict) -> tuple[np.ndarray, float]:
+    """The support ``plane`` (world frame, as preprocess records it) in the box frame: (normal (3,),
+    offset) with ``normal . p + offset`` a point's height above it in box units."""
+    linear, offset = scene.box_to_world[:3, :3], scene.box_to_world[:3, 3]
+    normal = np.asarray(plane["normal"], dtype=np.float64)
+    normal_box = linear.T @ normal  # signed world distance = normal_box . box + constant
+    constant = float(normal @ offset + float(plane["offset"]))
+    scale = float(np.linalg.norm(normal_box))  # world units per box unit along the normal
+    return normal_box / scale, constant / scale
+
+
+def support_zone(scene: Scene, plane: dict, fraction: float) -> np.ndarray:
+    """(4,) the points within ``fraction`` of the box's height above the support: ``zone[:3] . p +
+    zone[3] < 0`` (``carve``'s ``zone``)."""
+    normal, offset = support_in_box(scene, plane)
+    corners = np.array(list(itertools.product((-1.0, 1.0), repeat=3)))
+    top = float((corners @ normal + offset).max())
+    return np.append(normal, offset - fraction * max(top, 0.0))
+
+
 def clip_below_support(result: HullResult, scene: Scene, plane: dict) -> HullResult:
     """The hull with nothing below the plane the object stands on.
 
@@ -335,18 +405,14 @@ def clip_below_support(result: HullResult, scene: Scene, plane: dict) -> HullRes
     on the plane to a fraction of a voxel.
     """
     resolution = result.occupancy.shape[0]
-    linear, offset = scene.box_to_world[:3, :3], scene.box_to_world[:3, 3]
-    normal = np.asarray(plane["normal"], dtype=np.float64)
-    normal_box = linear.T @ normal  # signed world distance = normal_box . box + constant
-    constant = float(normal @ offset + float(plane["offset"]))
-    scale = float(np.linalg.norm(normal_box))  # world units per box unit along the normal
+    normal_box, constant = support_in_box(scene, plane)
     axis = grid_coordinates(resolution)
     height = (
         normal_box[0] * axis[:, None, None]
         + normal_box[1] * axis[None, :, None]
         + normal_box[2] * axis[None, None, :]
         + constant
-    ) / scale  # (R, R, R) box units above the plane
+    )  # (R, R, R) box units above the plane
     voxel = 2.0 / (resolution - 1)
     cap = np.clip(result.level + height / voxel, 0.0, 1.0).astype(np.float32)
     return HullResult(occupancy=np.minimum(result.occupancy, cap), level=result.level)
@@ -374,9 +440,16 @@ def run(ctx: StageContext, params: HullParams | None = None) -> dict:
             tolerance_views=max(params.tolerance_views, tolerance),
             neighbour_views=max(params.neighbour_views, params.estimated_mask_neighbour_views),
         )
-    ctx.on_progress(0.0, "carving the visual hull")
-    result, report = carve(scene, params, ctx.device, ctx)
+    confidence = None
+    if preprocessed.get("masks") == "estimated" and (scene_folder / CONFIDENCE_FILE).is_file():
+        with np.load(scene_folder / CONFIDENCE_FILE) as data:
+            confidence = data["confidence"]
     support = preprocessed.get("support_plane")
+    zone = None
+    if confidence is not None and support and params.estimated_mask_support_zone > 0:
+        zone = support_zone(scene, support, params.estimated_mask_support_zone)
+    ctx.on_progress(0.0, "carving the visual hull")
+    result, report = carve(scene, params, ctx.device, ctx, confidence, zone)
     carved_inside = int(result.inside.sum())
     if support:
         result = clip_below_support(result, scene, support)
@@ -394,6 +467,7 @@ def run(ctx: StageContext, params: HullParams | None = None) -> dict:
         "below_support_removed": below_support_removed,
         "points_evaluated": report.evaluated,
         "views": len(report.views),
+        "background_confidence": confidence is not None,  # estimated masks: sure views carve alone
         "inconsistent_views": [scene.names[view] for view in report.inconsistent_views],
         "warnings": [
             f"view {scene.names[view]} disagrees with the others and was left out of the hull"

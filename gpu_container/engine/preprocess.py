@@ -46,6 +46,7 @@ from gpu_container.engine import estimated_capture, imageio
 from gpu_container.engine.cameras import intrinsics_matrix, project
 from gpu_container.engine.context import PRESETS, CaptureError, StageContext, Stopwatch, write_stage_record
 from gpu_container.engine.footprints import footprints, integral_images, rectangle_sums
+from gpu_container.engine.hull import CONFIDENCE_FILE
 from gpu_container.engine.scene import Scene
 from gpu_container.engine.validate import MANIFEST_FILE
 from gpu_container.engine.validate import STAGE as VALIDATE_STAGE
@@ -473,12 +474,20 @@ def run(ctx: StageContext, params: PreprocessParams | None = None) -> dict:
         rgba = decode_frames(
             ctx.input_dir / manifest["archive"], frames, (width, height), params.decode_workers, ctx
         )
+    confidence = None  # how sure the estimated masks are of their background, for the hull stage
     if completion is not None and completion.masks is not None:
         rgba[..., 3] = completion.masks_at(width, height)
+        if completion.confidence is not None:
+            confidence = completion.confidence_at(width, height)
     intrinsics = np.stack([scaled_intrinsics(frame, width, height) for frame in frames])
     for index, frame in enumerate(frames):
         if frame.get("distortion"):
             rgba[index] = imageio.undistort_rgba(rgba[index], intrinsics[index], frame["distortion"])
+            if confidence is not None:  # resampled as the mask is (beyond the source: not sure)
+                planes = np.dstack([confidence[index]] * 3 + [np.full_like(confidence[index], 255)])
+                confidence[index] = imageio.undistort_rgba(planes, intrinsics[index], frame["distortion"])[
+                    ..., 0
+                ]
     cam_to_world = np.array([frame["transform_matrix"] for frame in frames], dtype=np.float64)
     masks = rgba[..., 3]
     holdout = holdout_views(len(frames), params)
@@ -514,6 +523,8 @@ def run(ctx: StageContext, params: PreprocessParams | None = None) -> dict:
     )
     out = ctx.work_dir(STAGE)
     scene.save(out)
+    if confidence is not None:
+        np.savez_compressed(out / CONFIDENCE_FILE, confidence=np.ascontiguousarray(confidence))
     estimated_capture.write_cameras(out, manifest, holdout, completion)
     ctx.on_progress(1.0, "scene written")
     figures = {

@@ -12,7 +12,7 @@ from capture_fixtures import fixture_mesh, make_job, zip_with
 from room_fixtures import FAST_ROOM, person_rig, table_capture
 
 from gpu_container.capture import room, synthetic, video
-from gpu_container.engine import pipeline
+from gpu_container.engine import hull, pipeline
 from gpu_container.engine.camera_estimation import umeyama
 from gpu_container.engine.context import CaptureError, StageContext
 from gpu_container.engine.quality import QualityParams, compare
@@ -28,6 +28,14 @@ def _run(tmp_path, files: dict[str, bytes] | None = None, capture=None) -> tuple
     cameras = json.loads((job / "output" / "cameras.json").read_text())
     model = trimesh.load(job / "output" / "model.ply", process=False, force="mesh")
     record = json.loads((job / "work" / "preprocess" / "stage.json").read_text())
+    hull_record = json.loads((job / "work" / "hull" / "stage.json").read_text())
+    # estimated masks come with how sure they are of their background, and the hull carves with it
+    assert hull_record["background_confidence"] == (record.get("masks") == "estimated")
+    if hull_record["background_confidence"]:
+        with np.load(job / "work" / "preprocess" / hull.CONFIDENCE_FILE) as data:
+            scene = np.load(job / "work" / "preprocess" / "scene.npz")
+            assert data["confidence"].shape == scene["masks"].shape
+            assert data["confidence"].dtype == np.uint8
     return cameras, model, record
 
 

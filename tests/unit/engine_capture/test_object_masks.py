@@ -90,14 +90,15 @@ def posed_masks(tmp_path_factory):
         images, capture.cam_to_world, intrinsics(capture), folder, SFM_PARAMS, ctx
     )
     found = object_masks.find_object(points.points, capture.cam_to_world, PARAMS)
-    masks, figures = object_masks.estimate_masks(
+    masks, confidence, figures = object_masks.estimate_masks(
         images, capture.cam_to_world, intrinsics(capture), np.zeros(capture.num_views), found, PARAMS, ctx
     )
-    return capture, masks >= 128, figures, found
+    assert confidence is not None
+    return capture, masks >= 128, figures, found, confidence
 
 
 def test_masks_of_a_posed_capture_cover_the_object_and_not_the_table(posed_masks):
-    capture, masks, figures, _ = posed_masks
+    capture, masks, figures, _, _ = posed_masks
     truth = capture.rgba[..., 3] >= 128
     iou = (masks & truth).sum(axis=(1, 2)) / (masks | truth).sum(axis=(1, 2))
     assert iou.mean() >= 0.92
@@ -107,7 +108,7 @@ def test_masks_of_a_posed_capture_cover_the_object_and_not_the_table(posed_masks
 
 
 def test_the_support_check_finds_the_table_shadows_included_and_not_the_object(posed_masks):
-    capture, _, _, found = posed_masks
+    capture, _, _, found, _ = posed_masks
     images = np.ascontiguousarray(capture.rgba[..., :3])
     table = object_masks.support_background(images, capture.cam_to_world, intrinsics(capture), found, PARAMS)
     truth = capture.rgba[..., 3] > 0  # any coverage: the object's outline pixels too
@@ -116,7 +117,7 @@ def test_the_support_check_finds_the_table_shadows_included_and_not_the_object(p
 
 
 def test_close_up_masks_stay_open_where_the_object_leaves_the_frame(posed_masks):
-    capture, masks, _, _ = posed_masks
+    capture, masks, _, _, _ = posed_masks
     truth = capture.rgba[..., 3] >= 128
     borders = [lambda m: m[:, 0], lambda m: m[:, -1], lambda m: m[:, :, 0], lambda m: m[:, :, -1]]
     on_border = np.zeros(len(truth), dtype=bool)
@@ -165,7 +166,7 @@ def _heights_above_support(capture, found) -> np.ndarray:
 def test_the_sweep_finds_the_dark_feet_standing_off_the_table_and_not_their_shadows(posed_masks):
     """Spot's dark hooves stand in their own shadow on the table: colour cannot split them, the plane
     sweep can (the shadow lies on the plane, the hoof stands off it)."""
-    capture, _, _, found = posed_masks
+    capture, _, _, found, _ = posed_masks
     images = np.ascontiguousarray(capture.rgba[..., :3])
     truth = capture.rgba[..., 3] > 0  # any coverage: the outline pixels too
     near = np.stack([cv2.dilate(view.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0 for view in truth])
@@ -186,7 +187,7 @@ def test_the_sweep_finds_the_dark_feet_standing_off_the_table_and_not_their_shad
 
 
 def test_the_sweep_stops_when_the_job_is_cancelled(posed_masks):
-    capture, masks, _, found = posed_masks
+    capture, masks, _, found, _ = posed_masks
     images = np.ascontiguousarray(capture.rgba[..., :3])
     with pytest.raises(StageCancelled):
         plane_sweep.standing_pixels(
@@ -201,9 +202,9 @@ def test_the_sweep_stops_when_the_job_is_cancelled(posed_masks):
 
 
 def test_with_the_sweep_the_masks_hold_more_of_the_feet_and_still_the_object_alone(posed_masks):
-    capture, masks, _, found = posed_masks
+    capture, masks, _, found, _ = posed_masks
     images = np.ascontiguousarray(capture.rgba[..., :3])
-    swept, figures = object_masks.estimate_masks(
+    swept, _, figures = object_masks.estimate_masks(
         images,
         capture.cam_to_world,
         intrinsics(capture),
@@ -219,3 +220,41 @@ def test_with_the_sweep_the_masks_hold_more_of_the_feet_and_still_the_object_alo
     assert figures["standing_pixels"] > 0
     assert (swept & feet).sum() >= 1.2 * (masks & feet).sum()
     assert (swept & ~truth).sum() <= 0.05 * truth.sum()
+
+
+def _disk_scene(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A white disk (radius 20) on a brown, noisy table, 96 x 96: the image and the disk's mask."""
+    image = np.clip(rng.normal([120, 80, 50], 12, (96, 96, 3)), 0, 255)
+    rows, cols = np.mgrid[:96, :96]
+    disk = (rows - 48) ** 2 + (cols - 48) ** 2 <= 20**2
+    image[disk] = np.clip(rng.normal([235, 235, 230], 6, (int(disk.sum()), 3)), 0, 255)
+    return image.astype(np.uint8), disk
+
+
+def test_a_mask_is_sure_of_the_table_round_it_and_not_of_a_missed_part_of_the_object():
+    image, disk = _disk_scene(np.random.default_rng(0))
+    rows, cols = np.mgrid[:96, :96]
+    mask = disk & (cols < 62)  # the mask misses the disk's right edge: white, the object's colour
+    mask[44:48, 40:44] = False  # and has a hole inside
+    confidence = object_masks.background_confidence(image, mask, PARAMS)
+    missed = disk & ~mask & (cols >= 62)
+    ring = ~disk & (np.hypot(rows - 48, cols - 48) < 24)  # the table within 4 pixels of the outline
+    assert confidence[missed].max() < 0.2
+    assert np.mean(confidence[ring] > 0.5) > 0.95
+    assert (confidence[44:48, 40:44] == 0).all()  # a hole in the mask: not sure
+    assert (confidence[mask] == 1).all()
+    assert (confidence[:2] == 1).all()  # far from the object: sure
+    assert (object_masks.background_confidence(image, np.zeros_like(mask), PARAMS) == 0).all()
+
+
+def test_the_estimated_masks_are_less_sure_where_they_miss_the_object(posed_masks):
+    capture, masks, figures, _, confidence = posed_masks
+    truth = capture.rgba[..., 3] >= 128
+    sure = confidence >= 128
+    outside = np.stack([cv2.distanceTransform((~view).astype(np.uint8), cv2.DIST_L2, 5) for view in truth])
+    near = ~truth & ~masks & (outside <= 3)  # the true background next to the outline
+    missed = truth & ~masks
+    assert missed.any()
+    assert sure[near].mean() > 0.5
+    assert sure[missed].mean() < 0.5 * sure[near].mean()
+    assert 0.5 < figures["sure_background_fraction"] <= 1.0

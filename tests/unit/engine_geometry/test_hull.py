@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gpu_container.engine import hull
-from gpu_container.engine.cameras import silhouette_coverage
+from gpu_container.engine.cameras import batched_pixel_rays, silhouette_coverage
 from gpu_container.engine.context import StageContext
 from gpu_container.engine.scene import grid_coordinates
 
@@ -184,3 +184,139 @@ def test_nothing_below_the_recorded_support_plane_is_kept(tmp_path, sphere_scene
     assert not (inside & below).any()
     assert _iou(inside & above, truth & above) > 0.9  # the upper half is the sphere's, uncut
     assert 0.4 < figures["below_support_removed"] < 0.6
+
+
+ESTIMATED = replace(PARAMS, tolerance_views=4, neighbour_views=2, inconsistent_view_fraction=0.0)
+
+
+def _excluded_by(scene, view: int, resolution: int) -> np.ndarray:
+    """(R, R, R) bool: grid points that ``view``'s silhouette excludes."""
+    axis = torch.from_numpy(grid_coordinates(resolution)).float()
+    grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
+    coverage = silhouette_coverage(
+        grid,
+        hull.scene_masks(scene, torch.device("cpu"))[view : view + 1],
+        torch.from_numpy(scene.cam_to_box[view : view + 1]).float(),
+        torch.from_numpy(scene.intrinsics[view : view + 1]).float(),
+    )
+    return (coverage[0] < hull.SURFACE_LEVEL).numpy().reshape((resolution,) * 3)
+
+
+def test_a_view_sure_of_its_background_carves_alone_where_an_unsure_one_does_not(sphere_scene) -> None:
+    # One view's silhouette loses a strip across the sphere. Under the estimated masks' tolerance
+    # (k-of-n and the neighbour rule) the strip carves nothing where the view is unsure of it, and
+    # carves alone, as a given mask would, where the view is sure.
+    view = int(sphere_scene.training_views[3])
+    cut = replace(sphere_scene, masks=sphere_scene.masks.copy())
+    cut.masks[view, 28:36, :] = 0
+    unsure = np.full(cut.masks.shape, 255, dtype=np.uint8)
+    unsure[view, 28:36, :] = 0
+    truth = _truth(PARAMS.resolution)
+    kept, _ = hull.carve(cut, ESTIMATED, torch.device("cpu"), confidence=unsure)
+    carved, _ = hull.carve(
+        cut, ESTIMATED, torch.device("cpu"), confidence=np.full(cut.masks.shape, 255, dtype=np.uint8)
+    )
+    strip = _excluded_by(cut, view, PARAMS.resolution) & truth
+    assert strip.sum() > 0.05 * truth.sum()
+    assert kept.inside[truth].mean() > 0.98  # the unsure strip: the sphere whole
+    assert not (carved.inside & strip).any()  # the sure strip: cut through
+    assert carved.inside[truth & ~strip].mean() > 0.98
+
+
+def test_views_sure_of_every_background_pixel_carve_as_given_masks_do(sphere_scene) -> None:
+    # The k-of-n vote and the neighbour rule keep a shell round the sphere that only the views tangent
+    # to it exclude; correct masks that are sure of their background carve it away.
+    truth = _truth(PARAMS.resolution)
+    sure = np.full(sphere_scene.masks.shape, 255, dtype=np.uint8)
+    strict, _ = hull.carve(sphere_scene, replace(PARAMS, tolerance_views=0), torch.device("cpu"))
+    tolerant, _ = hull.carve(sphere_scene, ESTIMATED, torch.device("cpu"))
+    confident, _ = hull.carve(sphere_scene, ESTIMATED, torch.device("cpu"), confidence=sure)
+    extra = lambda result: int((result.inside & ~truth).sum())  # noqa: E731
+    assert extra(tolerant) > extra(strict)
+    assert _iou(confident.inside, strict.inside) > 0.995
+    assert extra(confident) <= extra(strict) + 0.005 * truth.sum()
+
+
+def test_the_stage_reads_the_confidence_of_estimated_masks_only(tmp_path, sphere_scene, monkeypatch) -> None:
+    monkeypatch.setitem(hull.PRESET_PARAMS, "draft", PARAMS)
+    job = write_job(tmp_path, sphere_scene)
+    folder = job / "work" / "preprocess"
+    np.savez_compressed(folder / hull.CONFIDENCE_FILE, confidence=np.zeros_like(sphere_scene.masks))
+    given = hull.run(StageContext(job_dir=job, preset="draft"))
+    (folder / "stage.json").write_text(json.dumps({"masks": "estimated"}))
+    estimated = hull.run(StageContext(job_dir=job, preset="draft"))
+    (folder / hull.CONFIDENCE_FILE).unlink()
+    without = hull.run(StageContext(job_dir=job, preset="draft"))
+    assert not given["background_confidence"]  # given masks carve strictly whatever lies beside them
+    assert estimated["background_confidence"]
+    assert not without["background_confidence"]
+
+
+FLOOR = -0.5  # the support plane y = FLOOR of the footed scene
+
+
+def _body_sdf(points: torch.Tensor) -> torch.Tensor:
+    return (points - points.new_tensor([0.0, 0.1, 0.0])).norm(dim=-1) - 0.45
+
+
+def _foot_sdf(points: torch.Tensor) -> torch.Tensor:
+    """A post 0.2 wide from the floor up into the body."""
+    centre, half = points.new_tensor([0.0, FLOOR + 0.12, 0.0]), points.new_tensor([0.1, 0.12, 0.1])
+    offset = (points - centre).abs() - half
+    return offset.clamp(min=0).norm(dim=-1) + offset.amax(dim=-1).clamp(max=0)
+
+
+def _footed_sdf(points: torch.Tensor) -> torch.Tensor:
+    return torch.minimum(_body_sdf(points), _foot_sdf(points))
+
+
+def _inside(sdf, resolution: int) -> np.ndarray:
+    axis = torch.from_numpy(grid_coordinates(resolution))
+    points = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
+    return (sdf(points) <= 0).numpy().reshape((resolution,) * 3)
+
+
+def test_near_the_support_a_foot_every_mask_misses_is_kept_and_its_shadow_is_not() -> None:
+    # The masks miss a dark foot in every view (as GrabCut misses Spot's hooves beside their
+    # shadows), so the neighbour rule carves it; the foot's pixels are unsure, and so are those of
+    # its shadow (a disk on the floor round it). Within the support zone only sure views carve: the
+    # foot is kept, and the space over the shadow, which oblique views see against sure background,
+    # is carved.
+    full = make_scene(_footed_sdf, num_views=40, size=64, holdout=0)
+    above = full.cam_to_box[:, 1, 3] > 0.3  # cameras look down on the floor
+    body = make_scene(_body_sdf, num_views=40, size=64, holdout=0)
+    scene = replace(
+        full,
+        masks=body.masks[above],
+        images=full.images[above],
+        intrinsics=full.intrinsics[above],
+        cam_to_box=full.cam_to_box[above],
+        names=[name for name, keep in zip(full.names, above, strict=True) if keep],
+    )
+    confidence = np.full(scene.masks.shape, 255, dtype=np.uint8)
+    confidence[full.masks[above] > body.masks[above]] = 0  # the missed foot: unsure
+    size = scene.masks.shape[1]
+    cols, rows = np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5)
+    uv = torch.tensor(np.stack([cols.ravel(), rows.ravel()], 1))
+    for view in range(scene.num_views):
+        cam = torch.tensor(scene.cam_to_box[view : view + 1])
+        origins, dirs = batched_pixel_rays(
+            cam, torch.tensor(scene.intrinsics[view : view + 1]), torch.zeros(len(uv), dtype=torch.long), uv
+        )
+        floor = origins + ((FLOOR - origins[:, 1]) / dirs[:, 1])[:, None] * dirs
+        shadow = (floor[:, [0, 2]].norm(dim=1) < 0.35).numpy().reshape(size, size)
+        confidence[view][shadow & (scene.masks[view] == 0)] = 0  # the shadow: unsure
+    params = replace(ESTIMATED, tolerance_views=2)
+    zone = np.array([0.0, 1.0, 0.0, -FLOOR - 0.25])  # within 0.25 of the floor
+    kept, _ = hull.carve(scene, params, torch.device("cpu"), confidence=confidence, zone=zone)
+    carved, _ = hull.carve(scene, params, torch.device("cpu"), confidence=confidence)
+    resolution = params.resolution
+    foot = _inside(_foot_sdf, resolution) & ~_inside(_body_sdf, resolution)
+    axis = grid_coordinates(resolution)
+    x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
+    over_shadow = (np.hypot(x, z) > 0.2) & (np.hypot(x, z) < 0.3) & (y > FLOOR + 0.1) & (y < FLOOR + 0.2)
+    assert carved.inside[foot].mean() < 0.5  # the neighbour rule takes the foot every view misses
+    assert kept.inside[foot].mean() > 0.9  # the zone keeps it ...
+    assert kept.inside[over_shadow & ~foot].mean() < 0.1  # ... and not the space over its shadow
+    truth = _inside(_footed_sdf, resolution)
+    assert kept.inside[truth].mean() > 0.97
