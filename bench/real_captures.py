@@ -21,11 +21,8 @@ Prints the table and writes it to ``bench/real_captures.txt`` (``--out``).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +36,8 @@ import gpu_container  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch
 import numpy as np
 import torch
 import trimesh
-from reconstruction import DEFAULT_SPOT, device_name, load_object  # bench/ is on sys.path when run
+from reconstruction import DEFAULT_SPOT, load_object  # bench/ is on sys.path when run
+from report import RunRecord
 
 from gpu_container.capture import forms, room, synthetic
 from gpu_container.engine import pipeline
@@ -214,24 +212,6 @@ def goal_lines(rows: list[Row]) -> list[str]:
     return lines or ["(no goal applies to the cases run)"]
 
 
-def commit_label() -> str:
-    """The checkout's commit (short), with "+changes" when tracked files differ from it."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return head + (" +changes" if changed else "")
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spot", type=Path, default=DEFAULT_SPOT)
@@ -247,10 +227,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+RESCORE_NOTE = " (--rescore: runs finished earlier, total = the stages' sum, CPU not kept)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    load_before = " ".join(f"{value:.2f}" for value in os.getloadavg())
-    commit = commit_label()  # the code that runs: taken before, edits during the run do not count
+    record = RunRecord("real_captures.py", argv)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="real-bench-") as temporary:
         work = args.work or Path(temporary)
@@ -262,36 +244,24 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name} {form} {preset} ...", file=sys.stderr, flush=True)
                     rows.append(run_case(name, form, preset, capture, work, args.samples, args.rescore))
                     print("\n".join(format_table(rows[-1:])[2:]), file=sys.stderr, flush=True)
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    command = "python bench/real_captures.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = "\n".join(
-        [
-            f"Real-capture benchmark, {stamp}",
-            f"command: {command.strip()}",
-            f"commit: {commit}",
-            f"device: {device_name(torch.device('cpu'))}",
-            f"load average before the run: {load_before} (a shared machine: wall seconds are inflated by it)",
-            f"captures: {VIEWS} views of {SIZE}² (video: a {WALK.seconds:.0f} s walk at {WALK.fps:.0f} fps, "
-            "frames picked by the engine), object on a table in a room, no masks; photo sets and video "
-            "without cameras",
-            f"quality: {args.samples} area samples per mesh, GT normalised (bbox centred, longest side 1); "
-            "estimated cameras: result mapped by the Umeyama similarity of the camera centres",
-            "seconds: wall clock per stage and in total; 'cpu s' = CPU seconds of the run and its children"
-            + (
-                " (--rescore: runs finished earlier, total = the stages' sum, CPU not kept)"
-                if args.rescore
-                else ""
-            ),
-            "",
-            *format_table(rows),
-            "",
-            "goals:",
-            *(f"  {line}" for line in goal_lines(rows)),
-            "",
-        ]
+    notes = [
+        f"captures: {VIEWS} views of {SIZE}² (video: a {WALK.seconds:.0f} s walk at {WALK.fps:.0f} fps, "
+        "frames picked by the engine), object on a table in a room, no masks; photo sets and video "
+        "without cameras",
+        f"quality: {args.samples} area samples per mesh, GT normalised (bbox centred, longest side 1); "
+        "estimated cameras: result mapped by the Umeyama similarity of the camera centres",
+        "seconds: wall clock per stage and in total; 'cpu s' = CPU seconds of the run and its children"
+        + (RESCORE_NOTE if args.rescore else ""),
+    ]
+    record.write(
+        args.out,
+        "Real-capture benchmark",
+        torch.device("cpu"),
+        notes,
+        format_table(rows),
+        goal_lines(rows),
+        load_note=" (a shared machine: wall seconds are inflated by it)",
     )
-    print(text)
-    args.out.write_text(text)
     return 0
 
 

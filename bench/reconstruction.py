@@ -25,9 +25,6 @@ Prints the table and writes it to ``bench/reconstruction.txt`` (``--out``).
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -43,6 +40,7 @@ import gpu_container  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch
 import numpy as np
 import torch
 import trimesh
+from report import RunRecord
 
 from gpu_container.capture import objects
 from gpu_container.capture.synthetic import RenderedCapture, RigSettings, write_capture
@@ -161,20 +159,6 @@ def seen_by_two(capture: RenderedCapture, job_dir: Path) -> float:
     return float(np.mean(counts >= 2))
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    model = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"cpu ({model}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads)"
-
-
 def format_table(rows: list[Row]) -> list[str]:
     stages = list(pipeline.STAGE_RUNNERS)
     header = (
@@ -289,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device) if args.device else default_device()
     captures = GPU_CAPTURES if device.type == "cuda" else CPU_CAPTURES
     quality = QualityParams(samples=args.samples)
-    load_before = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    record = RunRecord("reconstruction.py", argv)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="recon-bench-") as temporary:
         work_dir = args.work or Path(temporary)
@@ -324,31 +308,17 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
                 print("\n".join(format_table(rows[-1:])[2:]), file=sys.stderr, flush=True)
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    command = "python bench/reconstruction.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = "\n".join(
-        [
-            f"Reconstruction benchmark, {stamp} ({'quick run' if args.quick else 'full run'})",
-            f"command: {command.strip()}",
-            f"device: {device_name(device)}",
-            f"load average before the run: {load_before}",
-            f"quality: {args.samples} area samples per mesh, GT normalised (bbox centred, longest side 1); "
-            f"'hull' = marching cubes of the hull occupancy at its level; wt/mf/pc = watertight, manifold, "
-            "pieces of the output mesh; texture = the atlas' side; seen2 = share of the true surface that "
-            "two or more training views see (in frame, facing, unoccluded: what multi-view photo-consistency "
-            "can place at all)",
-            f"seconds: wall clock per stage and in total, median of {args.repeats} run(s); 'cpu s' = CPU "
-            "seconds of the whole run (all threads): on a busy shared machine total >> cpu / threads",
-            "",
-            *format_table(rows),
-            "",
-            "goals:",
-            *(f"  {line}" for line in goal_lines(rows, device)),
-            "",
-        ]
-    )
-    print(text)
-    args.out.write_text(text)
+    notes = [
+        f"quality: {args.samples} area samples per mesh, GT normalised (bbox centred, longest side 1); "
+        f"'hull' = marching cubes of the hull occupancy at its level; wt/mf/pc = watertight, manifold, "
+        "pieces of the output mesh; texture = the atlas' side; seen2 = share of the true surface that "
+        "two or more training views see (in frame, facing, unoccluded: what multi-view photo-consistency "
+        "can place at all)",
+        f"seconds: wall clock per stage and in total, median of {args.repeats} run(s); 'cpu s' = CPU "
+        "seconds of the whole run (all threads): on a busy shared machine total >> cpu / threads",
+    ]
+    title = f"Reconstruction benchmark ({'quick run' if args.quick else 'full run'})"
+    record.write(args.out, title, device, notes, format_table(rows), goal_lines(rows, device))
     return 0
 
 

@@ -14,6 +14,8 @@ BENCH = Path(__file__).resolve().parents[3] / "bench" / "reconstruction.py"
 
 
 def load_bench():
+    if str(BENCH.parent) not in sys.path:  # as when the script runs: its folder is on the path (report.py)
+        sys.path.insert(0, str(BENCH.parent))
     spec = importlib.util.spec_from_file_location("bench_reconstruction", BENCH)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
@@ -102,3 +104,23 @@ def test_object_poses_are_fixed_per_name_and_turn_the_solid_shapes():
     assert (bench.object_pose("spot")[0] == bench.np.eye(4)).all()  # upright: as the capture shows it
     scale = bench.np.cbrt(bench.np.linalg.det(world[:3, :3]))
     assert bench.WORLD_SCALE_RANGE[0] <= scale <= bench.WORLD_SCALE_RANGE[1]
+
+
+def test_the_report_names_its_command_commit_device_and_goals(tmp_path: Path):
+    load_bench()
+    from report import RunRecord
+
+    out = tmp_path / "report.txt"
+    record = RunRecord("reconstruction.py", ["--quick"])
+    text = record.write(out, "Some benchmark", torch.device("cpu"), ["a note"], ["table row"], ["goal: MET"])
+
+    assert out.read_text() == text
+    lines = text.splitlines()
+    assert lines[0].startswith("Some benchmark, ")
+    assert lines[0].endswith(" UTC")
+    assert lines[1] == "command: python bench/reconstruction.py --quick"
+    assert lines[2].startswith("commit: ")
+    assert lines[2] != "commit: "
+    assert lines[3].startswith("device: cpu (")
+    assert lines[4].startswith("load average before the run: ")
+    assert lines[5:] == ["a note", "", "table row", "", "goals:", "  goal: MET"]
