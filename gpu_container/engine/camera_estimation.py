@@ -35,9 +35,11 @@ import numpy as np
 from PIL import Image
 
 from gpu_container.engine.context import CaptureError, StageCancelled, StageContext
-from gpu_container.engine.sfm_worker import RESULT_FILE
 
 REQUEST_FILE = "request.json"
+# What the worker writes beside the request (named in it: the parent never imports the worker, whose
+# pycolmap import loads its native libraries).
+RESULT_FILE = "result.npz"
 IMAGE_FOLDER = "images"
 _GL_TO_CV = np.diag([1.0, -1.0, -1.0])
 _EXTRACTED = re.compile(r"Processed file \[(\d+)/(\d+)\]")
@@ -172,7 +174,7 @@ def run_worker(request: dict, folder: Path, params: SfmParams, ctx: StageContext
 
     Kills the child and raises ``StageCancelled`` as soon as ``ctx.should_stop()`` turns true.
     """
-    (folder / REQUEST_FILE).write_text(json.dumps(request))
+    (folder / REQUEST_FILE).write_text(json.dumps(request | {"result_file": RESULT_FILE}))
     low, high = band
     command = [sys.executable, "-m", "gpu_container.engine.sfm_worker", str(folder / REQUEST_FILE)]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)

@@ -3,9 +3,10 @@
 ``python -m gpu_container.engine.sfm_worker request.json`` reads the request that
 ``camera_estimation`` wrote, runs SIFT extraction, matching and either incremental mapping
 (``mode = "map"``: cameras unknown) or triangulation from the given poses (``mode = "triangulate"``),
-and writes ``result.npz`` beside the request. It imports numpy and pycolmap only (no torch), so it
-starts quickly. Progress goes to stdout as JSON lines ``{"step", "done", "total"}``; glog's own
-lines go to stderr, which the parent reads (for the extraction count) and never echoes.
+and writes the result (``request["result_file"]``) beside the request. It imports numpy and pycolmap
+only (no torch), so it starts quickly. Progress goes to stdout as JSON lines ``{"step", "done",
+"total"}``; glog's own lines go to stderr, which the parent reads (for the extraction count) and
+never echoes.
 
 Poses in the request and the result are COLMAP's: ``cam_from_world`` (3, 4), OpenCV camera axes.
 """
@@ -18,8 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pycolmap
-
-RESULT_FILE = "result.npz"
 
 
 def say(step: str, done: int = 0, total: int = 0) -> None:
@@ -168,7 +167,7 @@ def triangulate(request: dict, database: Path, image_dir: Path, out: Path) -> py
     )
 
 
-def write_result(model: pycolmap.Reconstruction | None, folder: Path) -> None:
+def write_result(model: pycolmap.Reconstruction | None, path: Path) -> None:
     names, poses, cameras = [], [], []
     xyz, colour, track_point, track_image, track_xy = [], [], [], [], []
     if model is not None:
@@ -191,7 +190,7 @@ def write_result(model: pycolmap.Reconstruction | None, folder: Path) -> None:
                     track_image.append(image_index[element.image_id])
                     track_xy.append(model.image(element.image_id).points2D[element.point2D_idx].xy)
     np.savez(
-        folder / RESULT_FILE,
+        path,
         names=np.array(names, dtype=str),
         cam_from_world=np.array(poses, dtype=np.float64).reshape(-1, 3, 4),
         cameras=np.array(cameras, dtype=np.float64).reshape(-1, 5),
@@ -218,7 +217,7 @@ def main(request_path: str) -> int:
         model = triangulate(request, database, image_dir, models)
     else:
         model = incremental(request, database, image_dir, models)
-    write_result(model, folder)
+    write_result(model, folder / request["result_file"])
     say("done")
     return 0
 

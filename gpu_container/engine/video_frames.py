@@ -31,13 +31,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import av
 import cv2
 import numpy as np
 
 from gpu_container.engine.context import CaptureError, StageCancelled
 from jobstate.captures import ISO_BMFF_BOXES
+
+if TYPE_CHECKING:
+    import av
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v")
 MICROSECONDS = 1_000_000
@@ -130,7 +134,16 @@ def looks_like_video(path: Path) -> bool:
     return len(head) >= 8 and head[4:8] in ISO_BMFF_BOXES
 
 
+def _ffmpeg() -> ModuleType:
+    """PyAV, imported where a video is opened: FFmpeg's libraries load for video captures only (validate
+    and preprocess import this module for every capture)."""
+    import av
+
+    return av
+
+
 def _open(path: Path) -> av.container.InputContainer:
+    av = _ffmpeg()
     try:
         return av.open(str(path), mode="r", metadata_errors="ignore")
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as error:
@@ -326,7 +339,7 @@ def _decode_candidates(
                     on_progress(
                         min(decoded / max(info.frames, 1), 1.0), f"decoded frame {decoded} of {info.frames}"
                     )
-        except av.FFmpegError as error:
+        except _ffmpeg().FFmpegError as error:
             broken_off = f"decoding stopped after frame {decoded}: {error}"
     candidates = []
     for slot in sorted(best):

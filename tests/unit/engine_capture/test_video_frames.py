@@ -267,3 +267,18 @@ def test_a_phones_portrait_hevc_mov_is_read_with_its_rotation_reported(tmp_path)
     assert selection.info.rotation_deg in (90.0, -90.0)
     assert len(selection.frames) >= 8
     assert selection.frames[0].image.shape == (SIDE, SIDE, 3)  # as stored: one camera for every frame
+
+
+def test_the_engine_loads_ffmpeg_and_colmap_only_where_a_capture_needs_them() -> None:
+    """Every stage imports the engine; PyAV (FFmpeg's libraries) loads only when a video is opened and
+    pycolmap only in the structure-from-motion child, so a lab capture's stages need neither."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gpu_container.engine.pipeline, gpu_container.engine.validate, "
+        "gpu_container.engine.camera_estimation, gpu_container.engine.video_frames; "
+        "print(sorted(name for name in ('av', 'pycolmap') if name in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
