@@ -18,7 +18,16 @@ LAMBDA_VENV   := .venv-lambda313
 LAMBDA_TESTS  := tests/unit/handlers tests/unit/jobstate tests/fuzz/test_fuzz_api.py \
                  tests/fuzz/test_fuzz_upload_events.py tests/fuzz/test_fuzz_cleanup_events.py
 
-.PHONY: setup console browser demo test test-lambda test-localstack lint bench clean
+# What the lent GPU machine needs beside its own image (Python 3.12 with torch, numpy, scipy,
+# scikit-image, OpenCV, Pillow, rich): the engine's other wheels for that Python, and Spot.
+# `make gpu-kit`, then the device runs `bash bench/gpu_run.sh` with `.gpu-kit` carried (README).
+GPU_KIT        := .gpu-kit
+GPU_PYTHON     ?= 3.12
+GPU_KIT_WHEELS := trimesh fast-simplification embreex xatlas manifold3d pymeshfix
+GPU_PLATFORMS  := manylinux2014_x86_64 manylinux_2_17_x86_64 manylinux_2_24_x86_64 manylinux_2_27_x86_64 \
+                  manylinux_2_28_x86_64
+
+.PHONY: setup console browser demo test test-lambda test-localstack lint bench gpu-kit clean
 
 setup: $(STAMP) $(CONSOLE_BUILT)
 
@@ -73,5 +82,13 @@ bench: setup
 	$(BIN)/python bench/cold_start_and_purge.py
 	$(BIN)/python bench/cancel_stop.py
 
+gpu-kit: setup
+	rm -rf $(GPU_KIT) && mkdir -p $(GPU_KIT)/wheels
+	$(BIN)/pip download --quiet --no-deps --only-binary=:all: --implementation cp \
+	    --python-version $(GPU_PYTHON) $(addprefix --platform ,$(GPU_PLATFORMS)) -d $(GPU_KIT)/wheels \
+	    $(foreach name,$(GPU_KIT_WHEELS),$(shell grep -E '^$(name)==' gpu_container/requirements.txt))
+	cp -r ../shared/data/spot $(GPU_KIT)/spot
+	du -sh $(GPU_KIT)
+
 clean:
-	rm -rf $(VENV) $(LAMBDA_VENV) .venv-tools .venv-localstack .pytest_cache .ruff_cache .aws-sam console/node_modules console/dist
+	rm -rf $(GPU_KIT)  $(VENV) $(LAMBDA_VENV) .venv-tools .venv-localstack .pytest_cache .ruff_cache .aws-sam console/node_modules console/dist
