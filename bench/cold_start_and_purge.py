@@ -199,6 +199,9 @@ class Samples:
     # the same AWS work replayed with bare boto3 ("bare" samples), paired round by round
     bare_seconds: list[float] = field(default_factory=list)
     bare_overheads: list[float] = field(default_factory=list)
+    # the bare twin against its round's baseline: the AWS work's own cost, a floor no code doing that
+    # work goes below
+    bare_floors: list[float] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
 
@@ -480,6 +483,7 @@ def measure_cold_starts(
             found.overheads.append((seconds - round_baseline) / round_baseline)
             found.bare_seconds.append(bare_seconds)
             found.bare_overheads.append((seconds - bare_seconds) / bare_seconds)
+            found.bare_floors.append((bare_seconds - round_baseline) / round_baseline)
             found.outcomes[outcome] += 1
     extras = extra_imports(targets, base_env, IMPORT_PROFILE_RUNS)
     return samples, imports, unknown, extras
@@ -644,6 +648,7 @@ def cold_start_lines(samples: dict[Target, Samples], unknown: list[str], rounds:
         merged.overheads += found.overheads
         merged.bare_seconds += found.bare_seconds
         merged.bare_overheads += found.bare_overheads
+        merged.bare_floors += found.bare_floors
         if not found.seconds:
             lines.append(f"    {target.name:34} {target.handler:27} {'failed':>6}  {found.failures[:1]}")
             continue
@@ -666,12 +671,7 @@ def cold_start_lines(samples: dict[Target, Samples], unknown: list[str], rounds:
             continue
         overhead = statistics.median(merged.bare_overheads)
         verdict = "meets goal" if overhead <= OVERHEAD_GOAL else "OVER GOAL"
-        # The bare twin against the same round's baseline: what the AWS work alone costs, a floor no
-        # code doing that work goes below (each sample's round baseline is seconds / (1 + overhead)).
-        floor = statistics.median(
-            bare * (1.0 + over) / seconds - 1.0
-            for bare, over, seconds in zip(merged.bare_seconds, merged.overheads, merged.seconds, strict=True)
-        )
+        floor = statistics.median(merged.bare_floors)
         lines.append(
             f"    {handler:34} median {median_ms(merged.seconds):5.0f} ms  "
             f"bare {median_ms(merged.bare_seconds):5.0f} ms  vs bare {overhead:+7.1%}  "

@@ -141,7 +141,9 @@ def soft_vote(
     ``confidence`` (N, H, W) in [0, 1]: where a view is sure of its background it carves alone;
     ``zone`` (4,): points with ``zone[:3] . p + zone[3] < 0`` (near the support) are carved by sure
     views only."""
-    occupancy, _ = _votes(points, masks, cam_to_box, intrinsics, params, ctx, False, confidence, zone)
+    occupancy, _ = _votes(
+        points, masks, cam_to_box, intrinsics, params, ctx, confidence=confidence, zone=zone
+    )
     return occupancy
 
 
@@ -331,7 +333,15 @@ def carve(
         points = _grid_points(resolution, device)
         if volume is None:
             flat, carved_alone = _votes(
-                points.reshape(-1, 3), masks, cam_to_box, intrinsics, params, ctx, True, sure, near
+                points.reshape(-1, 3),
+                masks,
+                cam_to_box,
+                intrinsics,
+                params,
+                ctx,
+                blame=True,
+                confidence=sure,
+                zone=near,
             )
             evaluated += flat.numel()
             kept = int((flat >= level).sum())

@@ -13,6 +13,7 @@ import stat
 import warnings
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -131,22 +132,39 @@ def distort_normalised(
     return x_d, y_d
 
 
+def _distorted_sampler(
+    shape: tuple[int, int], intrinsics: np.ndarray, coefficients: dict[str, float]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Bilinear sampling of an (H, W) plane at the distorted source position of every output pixel
+    centre of the same intrinsics; outside the source: 0."""
+    height, width = shape
+    fl_x, fl_y, cx, cy = intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2]
+    v, u = np.meshgrid(np.arange(height) + 0.5, np.arange(width) + 0.5, indexing="ij")
+    x_d, y_d = distort_normalised((u - cx) / fl_x, (v - cy) / fl_y, coefficients)
+    coords = np.stack([fl_y * y_d + cy - 0.5, fl_x * x_d + cx - 0.5])  # (2, H, W) array indices
+    return lambda plane: ndimage.map_coordinates(plane, coords, order=1, mode="constant", cval=0.0)
+
+
 def undistort_rgba(rgba: np.ndarray, intrinsics: np.ndarray, coefficients: dict[str, float]) -> np.ndarray:
     """(H, W, 4) uint8 pinhole image of the same intrinsics from a distorted one (bilinear, premultiplied).
 
     Each output pixel centre is distorted into the source image and sampled there; what falls outside
     the source becomes background (alpha 0).
     """
-    height, width = rgba.shape[:2]
-    fl_x, fl_y, cx, cy = intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2]
-    v, u = np.meshgrid(np.arange(height) + 0.5, np.arange(width) + 0.5, indexing="ij")
-    x_d, y_d = distort_normalised((u - cx) / fl_x, (v - cy) / fl_y, coefficients)
-    coords = np.stack([fl_y * y_d + cy - 0.5, fl_x * x_d + cx - 0.5])  # (2, H, W) array indices
+    sample = _distorted_sampler(rgba.shape[:2], intrinsics, coefficients)
     alpha = rgba[..., 3].astype(np.float64)
     premultiplied = rgba[..., :3].astype(np.float64) * alpha[..., None] / 255.0
-    sample = lambda plane: ndimage.map_coordinates(plane, coords, order=1, mode="constant", cval=0.0)  # noqa: E731
     alpha_out = sample(alpha)
     rgb_out = np.stack([sample(premultiplied[..., c]) for c in range(3)], axis=-1)
     rgb_out = rgb_out * 255.0 / np.maximum(alpha_out, 1e-6)[..., None]
     out = np.concatenate([rgb_out, alpha_out[..., None]], axis=-1)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def undistort_plane(plane: np.ndarray, intrinsics: np.ndarray, coefficients: dict[str, float]) -> np.ndarray:
+    """(H, W) uint8 plane (a mask's confidence, say) resampled as ``undistort_rgba`` resamples colour:
+    weighted by the share of each sample that falls inside the source; wholly outside it: 0."""
+    sample = _distorted_sampler(plane.shape, intrinsics, coefficients)
+    inside = sample(np.full(plane.shape, 255.0))
+    out = sample(plane.astype(np.float64)) * 255.0 / np.maximum(inside, 1e-6)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)

@@ -227,6 +227,33 @@ def sweep_costs(
     return t, cost
 
 
+def surface_agrees(
+    views: StackedViews,
+    ray_view: torch.Tensor,
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    surface: torch.Tensor,
+    max_cost: float,
+    settings: CarveSettings,
+    shadows: ShadowMaps | None = None,
+) -> torch.Tensor:
+    """(M,) bool: the rays' photo-consistency cost at their ``surface`` distances is under ``max_cost``
+    (patches and compared views as ``settings`` say; not seen by enough views: False)."""
+    _, cost = sweep_costs(
+        views,
+        ray_view,
+        origins,
+        dirs,
+        surface,
+        torch.zeros_like(surface),
+        1,
+        settings.patch_pixels,
+        settings.compare_views,
+        shadows,
+    )
+    return cost[:, 0] < max_cost  # inf (too few views see it) never agrees
+
+
 def photo_findings(
     views: StackedViews,
     ray_view: torch.Tensor,
@@ -250,19 +277,9 @@ def photo_findings(
     """
     agreeing_points = origins[:0]
     if not settings.sweep_agreeing:
-        _, surface_cost = sweep_costs(
-            views,
-            ray_view,
-            origins,
-            dirs,
-            surface,
-            torch.zeros_like(surface),
-            1,
-            settings.patch_pixels,
-            settings.compare_views,
-            shadows,
+        agrees = surface_agrees(
+            views, ray_view, origins, dirs, surface, settings.min_surface_cost, settings, shadows
         )
-        agrees = torch.isfinite(surface_cost[:, 0]) & (surface_cost[:, 0] < settings.min_surface_cost)
         agreeing_points = origins[agrees] + surface[agrees, None] * dirs[agrees]
         swept = ~agrees
         ray_view, origins, dirs, surface, far = (x[swept] for x in (ray_view, origins, dirs, surface, far))

@@ -484,10 +484,9 @@ def run(ctx: StageContext, params: PreprocessParams | None = None) -> dict:
         if frame.get("distortion"):
             rgba[index] = imageio.undistort_rgba(rgba[index], intrinsics[index], frame["distortion"])
             if confidence is not None:  # resampled as the mask is (beyond the source: not sure)
-                planes = np.dstack([confidence[index]] * 3 + [np.full_like(confidence[index], 255)])
-                confidence[index] = imageio.undistort_rgba(planes, intrinsics[index], frame["distortion"])[
-                    ..., 0
-                ]
+                confidence[index] = imageio.undistort_plane(
+                    confidence[index], intrinsics[index], frame["distortion"]
+                )
     cam_to_world = np.array([frame["transform_matrix"] for frame in frames], dtype=np.float64)
     masks = rgba[..., 3]
     holdout = holdout_views(len(frames), params)

@@ -55,7 +55,7 @@ from gpu_container.engine.photo_carving import (
     ShadowMaps,
     StackedViews,
     photo_findings,
-    sweep_costs,
+    surface_agrees,
 )
 from gpu_container.engine.photo_fusion import DepthFusion, FusionSettings, photo_depths
 from gpu_container.engine.scene import Scene
@@ -554,22 +554,14 @@ class Fitting:
         # Directions are unit vectors from the camera centre: a ray's surface distance is the camera's.
         current = ShadowMaps(distance, stride, params.visibility_tolerance_voxels * model.voxel)
         real = torch.zeros_like(hit)
+        settings = self.carve_settings(model, depth=0.0)
         for start in range(0, len(flat), params.carve_chunk_rays):
             part = slice(start, start + params.carve_chunk_rays)
             ray_view, origins, dirs, *_ = self.views.rays(flat[part])
-            _, cost = sweep_costs(
-                self.stacked,
-                ray_view,
-                origins,
-                dirs,
-                surface[part],
-                torch.zeros_like(surface[part]),
-                1,
-                params.carve_patch_pixels,
-                params.carve_compare_views,
-                current,
+            agrees = surface_agrees(
+                self.stacked, ray_view, origins, dirs, surface[part], params.carve_min_cost, settings, current
             )
-            real[part] = hit[part] & (cost[:, 0] < params.carve_min_cost)
+            real[part] = hit[part] & agrees
         confirmed = torch.zeros(shape, dtype=torch.bool, device=self.device)
         confirmed[cell] = real
         tolerance = (params.visibility_tolerance_voxels + reach_voxels) * model.voxel
@@ -613,6 +605,20 @@ class Fitting:
         self.fused_rays.append(fusion.rays)
         return flipped
 
+    def carve_settings(self, model: FieldModel, depth: float) -> CarveSettings:
+        """Carving's settings at ``model``'s level, sweeping ``depth`` box units behind the surface."""
+        params = self.params
+        return CarveSettings(
+            depth_candidates=params.carve_candidates,
+            depth=depth,
+            patch_pixels=params.carve_patch_pixels,
+            min_gain=params.carve_min_gain,
+            min_surface_cost=params.carve_min_cost,
+            keep_margin=params.carve_keep_voxels * model.voxel,
+            compare_views=params.carve_compare_views,
+            sweep_agreeing=params.carve_sweep_agreeing,
+        )
+
     @torch.no_grad()
     def carve(self, model: FieldModel, bounds: Bounds, depth: float, clock: ProgressClock) -> int:
         """One carving pass over the training views, sweeping ``depth`` box units behind the current
@@ -630,16 +636,7 @@ class Fitting:
         free_votes = torch.zeros(resolution**3, device=self.device)
         surface_votes = torch.zeros(resolution**3, device=self.device)
         swept = self.swept_rays(model, bounds, 0.0, clock)
-        settings = CarveSettings(
-            depth_candidates=params.carve_candidates,
-            depth=depth,
-            patch_pixels=params.carve_patch_pixels,
-            min_gain=params.carve_min_gain,
-            min_surface_cost=params.carve_min_cost,
-            keep_margin=params.carve_keep_voxels * model.voxel,
-            compare_views=params.carve_compare_views,
-            sweep_agreeing=params.carve_sweep_agreeing,
-        )
+        settings = self.carve_settings(model, depth)
         num_views = len(self.views.images)
         voting_views = [torch.zeros(0, dtype=torch.long, device=self.device)]  # voxel x num_views + view
         for start in range(0, len(swept.flat), params.carve_chunk_rays):
