@@ -42,6 +42,7 @@ from report import RunRecord
 from gpu_container.capture import forms, room, synthetic
 from gpu_container.engine import pipeline
 from gpu_container.engine.camera_estimation import umeyama
+from gpu_container.engine.context import CaptureError
 from gpu_container.engine.estimated_capture import CAMERAS_FILE
 from gpu_container.engine.quality import QualityParams, compare
 
@@ -71,6 +72,7 @@ class Row:
     f1: float
     chamfer: float
     seconds: dict[str, float]
+    failure: str | None = None  # the job's error code: it FAILED (no mesh; F@1 % counts as 0)
 
 
 def true_cameras(capture: Path) -> dict:
@@ -126,7 +128,13 @@ def run_case(
         pipeline.prepare_job_folder(capture, job)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started, started_cpu = time.perf_counter(), time.process_time()
-        report = pipeline.run_all(job, preset=preset, device=torch.device("cpu"), seed=0)
+        try:
+            report = pipeline.run_all(job, preset=preset, device=torch.device("cpu"), seed=0)
+        except CaptureError as error:  # the job FAILED: a row that says so, the bench goes on
+            print(f"  FAILED {error}", file=sys.stderr, flush=True)
+            nan = (float("nan"), float("nan"))
+            seconds = {"total": time.perf_counter() - started, "cpu": float("nan")}
+            return Row(name, form, preset, 0, 0, nan, nan, 0.0, float("nan"), seconds, error.code)
         wall = time.perf_counter() - started
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         child_cpu = (
@@ -161,15 +169,21 @@ def run_case(
 def format_table(rows: list[Row]) -> list[str]:
     stages = list(pipeline.STAGE_RUNNERS)
     header = (
-        f"{'object':<8}{'form':<8}{'preset':<9}{'registered':>11}{'rot° mean':>10}{'rot° max':>9}"
+        f"{'object':<14}{'form':<8}{'preset':<9}{'registered':>11}{'rot° mean':>10}{'rot° max':>9}"
         f"{'ctr% mean':>10}{'ctr% max':>9}{'F@1%':>7}{'Chamfer':>9}  "
         + "".join(f"{stage[:8]:>9}" for stage in stages)
         + f"{'total s':>9}{'cpu s':>8}"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
+        if row.failure is not None:
+            lines.append(
+                f"{row.object:<14}{row.form:<8}{row.preset:<9}  FAILED {row.failure} "
+                f"after {row.seconds['total']:.1f} s"
+            )
+            continue
         lines.append(
-            f"{row.object:<8}{row.form:<8}{row.preset:<9}{f'{row.registered}/{row.views}':>11}"
+            f"{row.object:<14}{row.form:<8}{row.preset:<9}{f'{row.registered}/{row.views}':>11}"
             f"{row.rotation_deg[0]:>10.3f}{row.rotation_deg[1]:>9.3f}"
             f"{row.centre_percent[0]:>10.3f}{row.centre_percent[1]:>9.3f}"
             f"{row.f1:>7.3f}{row.chamfer:>9.4f}  "
@@ -186,6 +200,9 @@ def goal_lines(rows: list[Row]) -> list[str]:
     lines = []
     for row in rows:
         label = f"{row.object}, {row.form}, {row.preset}"
+        if row.failure is not None:
+            lines.append(f"{label}: FAILED {row.failure}: NOT MET")
+            continue
         if row.preset == "draft":
             total = row.seconds["total"]
             lines.append(

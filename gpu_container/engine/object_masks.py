@@ -1,11 +1,13 @@
 """Masks when the capture has none: the object found from the geometry the views share, no learned weights.
 
 1. The support plane: sequential RANSAC over the triangulated points finds the large planes (table,
-   floor, walls); the support is the nearest one below the point the cameras look at with (nearly)
-   every camera on the same side as that point. Walls and the object's own faces fail that test.
+   floor, walls); the support is the one below the point the cameras look at, with (nearly) every
+   camera on the same side as that point, that holds the most points near it. Walls and the
+   object's own faces fail the side test; the floor lies far below.
 2. The object: the points standing above the plane within a cylinder round the look-at axis, linked
-   into connected groups (``cKDTree`` pairs within a link radius); the group with the most points
-   near the axis. Too few points: ``CaptureError("object_not_found")``.
+   into connected groups (``cKDTree`` pairs within a link radius, grown until the largest group
+   holds most of the points: features cluster on textured corners and leave plain parts bare); the
+   group with the most points near the axis. Too few points: ``CaptureError("object_not_found")``.
 3. Per view: every object point projects inside the object's silhouette (occluded or not), so the
    projections seed it, and their convex hull, with the points dropped onto the plane (an object
    stands on its support: legs and bases too plain for features to match lie in between), grown,
@@ -70,6 +72,14 @@ class MaskParams:
     search_radius: float = 0.6  # cylinder round the look-at axis searched, fraction of the camera distance
     link_factor: float = 4.0  # link radius: this times the candidates' median nearest-neighbour spacing
     min_link: float = 0.02  # ... and at least this (fraction of the camera distance)
+    # Features cluster where an object's texture has corners (a painted grid's crossings) and leave its
+    # plain parts bare, so a link radius set by the median spacing can split an object into dozens of
+    # groups (a bowl on the table: 207 points on it, the largest group 30). While the main group holds
+    # less than ``main_group_share`` of the points standing near the axis, the radius grows by
+    # ``link_growth``, up to ``max_link``: the object is most of what stands where the cameras look.
+    main_group_share: float = 0.5
+    link_growth: float = 1.5
+    max_link: float = 0.12  # fraction of the camera distance
     min_object_points: int = 25  # fewer points above the plane near the axis: object_not_found
     outlier_quantile: float = (
         0.98  # object points beyond this quantile of distance from their centre are dropped
@@ -211,23 +221,33 @@ def ransac_planes(
 
 def support_plane(
     planes: list[tuple[np.ndarray, float, np.ndarray]],
+    points: np.ndarray,
     cam_to_world: np.ndarray,
     look_at: np.ndarray,
+    scale: float,
     params: MaskParams,
 ) -> Plane | None:
-    """The nearest plane below ``look_at`` with the cameras on its side; ``None`` if no plane qualifies."""
+    """The plane under ``look_at``, with the cameras on its side, that holds the most ``points`` within
+    ``search_radius`` of it; ``None`` if no plane qualifies.
+
+    Most points near where the cameras look, not the nearest plane below: after the table's inliers
+    are taken, sequential RANSAC also finds thin slabs just above it (the table's points beyond the
+    tolerance with the object's lowest ones), and the nearest of those would cut the object (a block
+    lost its lower half, a bowl its floor). The floor under the table lies beyond the radius.
+    """
     centres = cam_to_world[:, :3, 3]
+    near = np.linalg.norm(points - look_at, axis=1) < params.search_radius * scale
     best: Plane | None = None
-    best_height = math.inf
-    for normal, offset, _ in planes:
+    best_key = (-1, 0.0)
+    for normal, offset, inliers in planes:
         side = np.sign(look_at @ normal + offset)
         if side == 0:
             continue
         plane = Plane(normal * side, float(offset * side))
         above = np.mean(plane.height(centres) > 0)
-        height = float(plane.height(look_at[None])[0])
-        if above >= params.camera_side_fraction and height < best_height:
-            best, best_height = plane, height
+        key = (int((inliers & near).sum()), -float(plane.height(look_at[None])[0]))
+        if above >= params.camera_side_fraction and key > best_key:
+            best, best_key = plane, key
     return best
 
 
@@ -238,7 +258,7 @@ def find_object(
     look_at = preprocess_stage.look_at_point(cam_to_world) if look_at is None else look_at
     scale = float(np.median(np.linalg.norm(cam_to_world[:, :3, 3] - look_at, axis=1)))
     planes = ransac_planes(points, params.plane_tolerance * scale, params) if len(points) else []
-    plane = support_plane(planes, cam_to_world, look_at, params)
+    plane = support_plane(planes, points, cam_to_world, look_at, scale, params)
     if plane is not None:
         height = plane.height(points)
         axis_foot = look_at - plane.height(look_at[None])[0] * plane.normal
@@ -273,12 +293,23 @@ def find_object(
 
 
 def _main_group(points: np.ndarray, radial: np.ndarray, scale: float, params: MaskParams) -> np.ndarray:
-    """(K,) bool: the connected group of ``points`` with most members (ties: nearest the axis)."""
+    """(K,) bool: the connected group of ``points`` with most members (ties: nearest the axis), at the
+    smallest link radius of the ladder (``MaskParams`` "link") where it holds most of them."""
     tree = cKDTree(points)
     spacing, _ = tree.query(points, k=2)
     link = max(params.link_factor * float(np.median(spacing[:, 1])), params.min_link * scale)
+    group = _largest_group(tree, radial, link)
+    widest = params.max_link * scale
+    while group.sum() < params.main_group_share * len(points) and link * params.link_growth <= widest:
+        link *= params.link_growth
+        group = _largest_group(tree, radial, link)
+    return group
+
+
+def _largest_group(tree: cKDTree, radial: np.ndarray, link: float) -> np.ndarray:
+    """(K,) bool: the largest group of the tree's points linked within ``link`` (ties: nearest the axis)."""
     pairs = tree.query_pairs(link, output_type="ndarray")
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(points),) * 2)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(tree.n,) * 2)
     _, labels = connected_components(graph, directed=False)
     sizes = np.bincount(labels)
     nearest = np.full(len(sizes), np.inf)

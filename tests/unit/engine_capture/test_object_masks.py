@@ -55,6 +55,33 @@ def test_the_support_is_the_table_not_the_floor_or_a_wall_and_the_object_stands_
     assert len(found.index) >= 0.9 * 300
 
 
+def test_a_slab_of_points_just_above_the_table_is_not_taken_for_the_support():
+    """Sequential RANSAC finds a thin slab of leftovers 1 cm over the table too: it is nearer below
+    the look-at point than the table, and taken for the support it would cut the object."""
+    rng = np.random.default_rng(4)
+    room = _room_points(rng)
+    slab = np.c_[rng.uniform(-0.2, 0.4, (80, 2)), np.full(80, TABLE_HEIGHT + 0.01)]
+    slab[:, 1] -= 0.15
+    target = np.array([0.1, 0.05, TABLE_HEIGHT + 0.1])
+    found = object_masks.find_object(np.concatenate([room, slab]), _ring(target), PARAMS)
+    assert -found.plane.offset == pytest.approx(TABLE_HEIGHT, abs=0.005)
+
+
+def test_an_object_whose_features_cluster_on_its_texture_corners_is_found_whole():
+    """A painted grid gives features at its crossings only: 30 tight clusters, far apart on the ball."""
+    rng = np.random.default_rng(3)
+    room = _room_points(rng, with_object=False)
+    centres = rng.normal(size=(30, 3))
+    centres = 0.1 * centres / np.linalg.norm(centres, axis=1, keepdims=True)
+    ball = (centres[:, None] + rng.normal(0, 0.002, (30, 8, 3))).reshape(-1, 3)
+    target = np.array([0.1, 0.05, TABLE_HEIGHT + 0.1])
+    points = np.concatenate([room, ball + target])
+    found = object_masks.find_object(points, _ring(target), PARAMS)
+    on_ball = found.index >= len(room)
+    assert on_ball.all()  # nothing of the table, floor or walls
+    assert on_ball.sum() >= 0.8 * len(ball)  # (the median spacing alone links one cluster: 8)
+
+
 def test_an_empty_table_is_object_not_found():
     points = _room_points(np.random.default_rng(1), with_object=False)
     with pytest.raises(CaptureError) as failure:

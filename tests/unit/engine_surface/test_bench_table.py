@@ -1,4 +1,5 @@
-"""bench/reconstruction.py: the table and the goal verdicts it prints (no reconstruction run here)."""
+"""bench/reconstruction.py and bench/real_captures.py: the tables and goal verdicts they print (no
+reconstruction run here)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import torch
 
 from gpu_container.engine.quality import Integrity, Quality
 
-BENCH = Path(__file__).resolve().parents[3] / "bench" / "reconstruction.py"
+BENCH_DIR = Path(__file__).resolve().parents[3] / "bench"
 
 
-def load_bench():
-    if str(BENCH.parent) not in sys.path:  # as when the script runs: its folder is on the path (report.py)
-        sys.path.insert(0, str(BENCH.parent))
-    spec = importlib.util.spec_from_file_location("bench_reconstruction", BENCH)
+def load_bench(script: str = "reconstruction"):
+    if str(BENCH_DIR) not in sys.path:  # as when the script runs: its folder is on the path (report.py)
+        sys.path.insert(0, str(BENCH_DIR))
+    spec = importlib.util.spec_from_file_location(f"bench_{script}", BENCH_DIR / f"{script}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -124,3 +125,17 @@ def test_the_report_names_its_command_commit_device_and_goals(tmp_path: Path):
     assert lines[3].startswith("device: cpu (")
     assert lines[4].startswith("load average before the run: ")
     assert lines[5:] == ["a note", "", "table row", "", "goals:", "  goal: MET"]
+
+
+def test_a_real_capture_job_that_failed_is_a_row_that_says_so_and_misses_its_goals():
+    bench = load_bench("real_captures")
+    nan = (float("nan"), float("nan"))
+    seconds = {"preprocess": 12.0, "total": 12.5, "cpu": float("nan")}
+    rows = [
+        bench.Row("spot", "posed", "standard", 0, 0, nan, nan, 0.0, float("nan"), seconds, "object_clipped"),
+        bench.Row("bowl", "posed", "draft", 48, 48, nan, nan, 0.9, 0.004, {**seconds, "cpu": 20.0}),
+    ]
+    table = bench.format_table(rows)
+    assert "FAILED object_clipped after 12.5 s" in table[2]
+    assert table[3].startswith("bowl") and "0.900" in table[3]
+    assert bench.goal_lines(rows)[0] == "spot, posed, standard: FAILED object_clipped: NOT MET"
