@@ -137,5 +137,6 @@ def test_a_real_capture_job_that_failed_is_a_row_that_says_so_and_misses_its_goa
     ]
     table = bench.format_table(rows)
     assert "FAILED object_clipped after 12.5 s" in table[2]
-    assert table[3].startswith("bowl") and "0.900" in table[3]
+    assert table[3].startswith("bowl")
+    assert "0.900" in table[3]
     assert bench.goal_lines(rows)[0] == "spot, posed, standard: FAILED object_clipped: NOT MET"
