@@ -91,4 +91,4 @@ gpu-kit: setup
 	du -sh $(GPU_KIT)
 
 clean:
-	rm -rf $(GPU_KIT)  $(VENV) $(LAMBDA_VENV) .venv-tools .venv-localstack .pytest_cache .ruff_cache .aws-sam console/node_modules console/dist
+	rm -rf $(GPU_KIT) $(VENV) $(LAMBDA_VENV) .venv-tools .venv-localstack .pytest_cache .ruff_cache .aws-sam console/node_modules console/dist

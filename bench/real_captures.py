@@ -176,14 +176,12 @@ def format_table(rows: list[Row]) -> list[str]:
     )
     lines = [header, "-" * len(header)]
     for row in rows:
+        case = f"{row.object:<14}{row.form:<8}{row.preset:<9}"
         if row.failure is not None:
-            lines.append(
-                f"{row.object:<14}{row.form:<8}{row.preset:<9}  FAILED {row.failure} "
-                f"after {row.seconds['total']:.1f} s"
-            )
+            lines.append(f"{case}  FAILED {row.failure} after {row.seconds['total']:.1f} s")
             continue
         lines.append(
-            f"{row.object:<14}{row.form:<8}{row.preset:<9}{f'{row.registered}/{row.views}':>11}"
+            f"{case}{f'{row.registered}/{row.views}':>11}"
             f"{row.rotation_deg[0]:>10.3f}{row.rotation_deg[1]:>9.3f}"
             f"{row.centre_percent[0]:>10.3f}{row.centre_percent[1]:>9.3f}"
             f"{row.f1:>7.3f}{row.chamfer:>9.4f}  "
