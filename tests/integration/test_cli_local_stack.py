@@ -16,6 +16,7 @@ from reconflow import openapi
 from reconflow.cli import ExitCode
 
 START_WITHIN_S = 120  # deploying the template into moto takes 10-30 s on two busy cores
+STOP_WITHIN_S = 60
 
 
 def test_local_stack_prints_its_api_and_document_and_stops_on_ctrl_c() -> None:
@@ -24,7 +25,8 @@ def test_local_stack_prints_its_api_and_document_and_stops_on_ctrl_c() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "COLUMNS": "200"},
+        # faulthandler: a stack that does not stop prints every thread's stack on SIGABRT (below)
+        env={**os.environ, "COLUMNS": "200", "PYTHONFAULTHANDLER": "1"},
     )
     try:
         printed: list[str] = []
@@ -48,7 +50,14 @@ def test_local_stack_prints_its_api_and_document_and_stops_on_ctrl_c() -> None:
         listing = requests.get(api_url.group(1) + "/jobs", timeout=10).json()
         assert listing == {"jobs": [], "next_cursor": None}
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == ExitCode.OK
+        try:
+            code = process.wait(timeout=STOP_WITHIN_S)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            rest, _ = process.communicate(timeout=30)
+            message = f"the stack did not stop within {STOP_WITHIN_S} s; its threads:\n{rest}"
+            raise AssertionError(message) from None
+        assert code == ExitCode.OK
     finally:
         if process.poll() is None:
             process.kill()

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 from room_fixtures import intrinsics, rotation_errors_deg, table_capture
+from stop_bounds import STOPPED_MID_RUN_S
 
 from gpu_container.capture import room
 from gpu_container.engine import camera_estimation
@@ -97,7 +98,7 @@ def test_unrelated_photos_fail_with_how_many_registered(tmp_path):
     assert "of 12 views registered" in failure.value.message
 
 
-def test_a_cancel_ends_the_child_process_within_a_second(tmp_path):
+def test_a_cancel_ends_the_child_process_mid_run(tmp_path):
     images = np.ascontiguousarray(table_capture().rgba[..., :3])
     stop_at: list[float] = []
 
@@ -111,7 +112,7 @@ def test_a_cancel_ends_the_child_process_within_a_second(tmp_path):
     ctx = StageContext(tmp_path, on_progress=on_progress, should_stop=should_stop)
     with pytest.raises(StageCancelled):
         camera_estimation.estimate(images, tmp_path, PARAMS, ctx)
-    assert time.monotonic() - stop_at[0] < 1.0
+    assert time.monotonic() - stop_at[0] < STOPPED_MID_RUN_S
     assert not (tmp_path / "result.npz").exists()
 
 

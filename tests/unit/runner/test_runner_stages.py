@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from stop_bounds import STOPPED_MID_RUN_S, UNSTOPPED_WORK_S
 
 from gpu_container.engine.context import CaptureError, StageContext
 from gpu_container.runner import STAGE_READS, ExitCode
@@ -21,8 +22,6 @@ from jobstate.jobs import CANCELLING, FAILED, RUNNING, SUCCEEDED
 from jobstate.stages import stage_named
 
 from .conftest import OWNER, FakeClock, keys_under, put_capture
-
-CANCEL_DEADLINE_S = 1.0
 
 
 def writes_files(stage: str, names: dict[str, bytes], steps: int = 5):
@@ -103,7 +102,7 @@ def test_should_stop_reads_the_table_at_most_twice_a_second(make_runner, store, 
     assert 40 <= store.stop_checks <= 42
 
 
-def test_a_confirmed_cancel_stops_the_stage_within_a_second_and_nothing_is_uploaded(
+def test_a_confirmed_cancel_stops_the_stage_mid_run_and_nothing_is_uploaded(
     make_runner, store, s3, bucket, job_id
 ):
     confirmed_at: list[float] = []
@@ -117,7 +116,7 @@ def test_a_confirmed_cancel_stops_the_stage_within_a_second_and_nothing_is_uploa
         (ctx.work_dir("reconstruct") / "partial.npz").write_bytes(b"half a field")
         canceller = threading.Timer(0.3, cancel_from_the_api)
         canceller.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + UNSTOPPED_WORK_S
         while time.monotonic() < deadline:
             ctx.check_stop()
             ctx.on_progress(0.5, "optimising")
@@ -131,15 +130,15 @@ def test_a_confirmed_cancel_stops_the_stage_within_a_second_and_nothing_is_uploa
 
     assert code == ExitCode.STOPPED
     assert confirmed_at, "the cancel was never confirmed"
-    assert stopped_at - confirmed_at[0] < CANCEL_DEADLINE_S
-    assert stopped_at - started < 5
+    assert stopped_at - confirmed_at[0] < STOPPED_MID_RUN_S
+    assert stopped_at - started < STOPPED_MID_RUN_S
     assert keys_under(s3, bucket, layout.job_prefix(job_id)) == []
     job = store.get(job_id, consistent=True)
     assert job.status == CANCELLING
     assert job.error is None
 
 
-def test_a_cancel_during_a_call_that_polls_nothing_ends_the_process_within_a_second(
+def test_a_cancel_during_a_call_that_polls_nothing_ends_the_process_mid_call(
     make_runner, store, s3, bucket, job_id
 ):
     """Set-up or a long library call: the engine checks nothing, the stop watcher ends the stage."""
@@ -155,7 +154,7 @@ def test_a_cancel_during_a_call_that_polls_nothing_ends_the_process_within_a_sec
         request = store.request_cancel(job_id, OWNER)
         store.confirm_cancel(job_id, OWNER, request.token)
         confirmed_at.append(time.monotonic())
-        time.sleep(10)  # no should_stop in here
+        time.sleep(UNSTOPPED_WORK_S)  # no should_stop in here
         return {}
 
     confirmed_at: list[float] = []
@@ -164,7 +163,7 @@ def test_a_cancel_during_a_call_that_polls_nothing_ends_the_process_within_a_sec
         runner.run("reconstruct", job_id)
 
     assert [code for code, _ in ended] == [ExitCode.STOPPED]
-    assert ended[0][1] - confirmed_at[0] <= CANCEL_DEADLINE_S
+    assert ended[0][1] - confirmed_at[0] < STOPPED_MID_RUN_S
     assert keys_under(s3, bucket, layout.job_prefix(job_id)) == []
     assert store.get(job_id, consistent=True).status == CANCELLING
 
