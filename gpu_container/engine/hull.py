@@ -380,6 +380,17 @@ def carve(
     return HullResult(volume.cpu().numpy().astype(np.float32), level), report
 
 
+def load_confidence(scene_folder: Path) -> np.ndarray | None:
+    """(N, H, W) uint8: how sure the scene's estimated masks are of their background
+    (``CONFIDENCE_FILE``); None where the masks were given (or preprocess wrote none)."""
+    if _preprocess_record(scene_folder).get("masks") != "estimated":
+        return None
+    if not (scene_folder / CONFIDENCE_FILE).is_file():
+        return None
+    with np.load(scene_folder / CONFIDENCE_FILE) as data:
+        return data["confidence"]
+
+
 def _preprocess_record(scene_folder: Path) -> dict:
     record = scene_folder / STAGE_RECORD
     return json.loads(record.read_text()) if record.is_file() else {}
@@ -450,10 +461,7 @@ def run(ctx: StageContext, params: HullParams | None = None) -> dict:
             tolerance_views=max(params.tolerance_views, tolerance),
             neighbour_views=max(params.neighbour_views, params.estimated_mask_neighbour_views),
         )
-    confidence = None
-    if preprocessed.get("masks") == "estimated" and (scene_folder / CONFIDENCE_FILE).is_file():
-        with np.load(scene_folder / CONFIDENCE_FILE) as data:
-            confidence = data["confidence"]
+    confidence = load_confidence(scene_folder)
     support = preprocessed.get("support_plane")
     zone = None
     if confidence is not None and support and params.estimated_mask_support_zone > 0:

@@ -89,6 +89,14 @@ class ReconstructParams:
     lr_final_fraction: float = 0.2  # learning rates decay geometrically to this fraction per level
     weight_rgb: float = 1.0
     weight_mask: float = 0.1
+    # Estimated masks: a background pixel's mask term is weighted by how sure its view is of it
+    # (``hull.CONFIDENCE_FILE``), so a part the masks miss in every view (a grey hoof on a grey
+    # table), which the hull keeps there, is not pulled in by the same masks here.
+    mask_weight_by_confidence: bool = True
+    # ... and carving and fusion also sweep the rays of the background pixels a view is unsure of
+    # (below this confidence): there the hull keeps what no mask shows (feet, or the shadowed table
+    # between them), and only the photographs can tell which. 0: the silhouettes' rays only.
+    sweep_unsure_below: float = 0.5
     weight_eikonal: float = 0.05
     weight_smooth: float = 0.05
     regulariser_points: int = 4096  # ray samples drawn for the eikonal and smoothness terms
@@ -239,12 +247,28 @@ class Field:
 class Views:
     """The training photographs on the device, and rays drawn from them."""
 
-    def __init__(self, scene: Scene, views: np.ndarray, params: ReconstructParams, device: torch.device):
+    def __init__(
+        self,
+        scene: Scene,
+        views: np.ndarray,
+        params: ReconstructParams,
+        device: torch.device,
+        confidence: np.ndarray | None = None,
+    ):
         self.height, self.width = scene.image_size
         self.images = torch.from_numpy(scene.images[views]).to(device)  # (N, H, W, 3) uint8
         masks = torch.from_numpy(scene.masks[views]).to(device=device, dtype=torch.float32) / 255.0
         self.masks = masks  # (N, H, W) float in [0, 1]
         self.rgb_masks = _erode(masks > 0.5, params.rgb_erode_pixels)  # (N, H, W) bool
+        # (N, H, W) float: the mask term's weight per pixel (``ReconstructParams.mask_weight_by_confidence``)
+        self.mask_weights = None
+        self.sweep_masks = self.rgb_masks  # (N, H, W) bool: the pixels carving and fusion sweep
+        if confidence is not None:
+            sure = torch.from_numpy(confidence[views]).to(device=device, dtype=torch.float32) / 255.0
+            sure = torch.where(masks > 0.5, torch.ones_like(sure), sure)
+            if params.mask_weight_by_confidence:
+                self.mask_weights = sure
+            self.sweep_masks = self.rgb_masks | (sure < params.sweep_unsure_below)
         dtype = torch.float32
         self.cam_to_box = torch.from_numpy(scene.cam_to_box[views]).to(device=device, dtype=dtype)
         self.intrinsics = torch.from_numpy(scene.intrinsics[views]).to(device=device, dtype=dtype)
@@ -254,7 +278,8 @@ class Views:
         self.device = device
 
     def rays(self, flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """View (M,), origins, directions, observed colour (M, 3), mask value (M,), colour-supervised flag."""
+        """View (M,), origins, directions, observed colour (M, 3), mask value (M,), colour-supervised
+        flag, mask weight (M,) (None: every pixel counts alike)."""
         pixels = self.height * self.width
         view = flat // pixels
         row = (flat % pixels) // self.width
@@ -264,7 +289,8 @@ class Views:
             self.cam_to_box, self.intrinsics, view, uv, self.intrinsics_inverse
         )
         colour = self.images[view, row, col].to(torch.float32) / 255.0
-        return view, origins, dirs, colour, self.masks[view, row, col], self.rgb_masks[view, row, col]
+        weight = None if self.mask_weights is None else self.mask_weights[view, row, col]
+        return view, origins, dirs, colour, self.masks[view, row, col], self.rgb_masks[view, row, col], weight
 
     def draw(self, count: int, generator: torch.Generator) -> torch.Tensor:
         """(count,) flat pixel indices, drawn uniformly from the candidate pixels."""
@@ -431,12 +457,19 @@ class Fitting:
     """Everything one optimisation step needs besides the model: views, bounds, carving, random draws."""
 
     def __init__(
-        self, scene: Scene, occupancy: np.ndarray, level: float, params: ReconstructParams, device, seed: int
+        self,
+        scene: Scene,
+        occupancy: np.ndarray,
+        level: float,
+        params: ReconstructParams,
+        device,
+        seed: int,
+        confidence: np.ndarray | None = None,
     ):
         self.params = params
         self.device = device
         self.generator = torch.Generator().manual_seed(seed)
-        self.views = Views(scene, scene.training_views, params, device)
+        self.views = Views(scene, scene.training_views, params, device, confidence)
         self.hull_inside = occupancy >= level
         self.carved_voxels: list[int] = []  # per carving pass, for the stage figures
         self.fused_rays: list[int] = []  # per fusion pass: rays that found a depth
@@ -472,7 +505,7 @@ class Fitting:
         """
         params = self.params
         flat = self.views.draw(params.rays_per_batch, self.generator)
-        _, origins, dirs, colour, mask, rgb_mask = self.views.rays(flat)
+        _, origins, dirs, colour, mask, rgb_mask, mask_weight = self.views.rays(flat)
         jitter = torch.rand(len(flat), generator=self.generator).to(self.device) - 0.5
         # The regularisers probe around last step's samples, in the same look-up as this step's rays:
         # one trilinear pass and one dense gradient instead of two.
@@ -488,7 +521,9 @@ class Fitting:
         rgb_error = (rendered.rgb - colour).abs().sum(dim=1)
         terms = {
             "rgb": (rgb_error * rgb_mask).sum() / rgb_mask.sum().clamp(min=1),
-            "mask": F.binary_cross_entropy(rendered.opacity.clamp(1e-4, 1.0 - 1e-4), mask),
+            "mask": F.binary_cross_entropy(
+                rendered.opacity.clamp(1e-4, 1.0 - 1e-4), mask, weight=mask_weight
+            ),
         }
         terms["eikonal"], terms["smooth"] = regularisers(probe_sdf[0], model.voxel)
         samples = rendered.points.reshape(-1, 3).detach()
@@ -513,7 +548,7 @@ class Fitting:
         stride = max(1, math.ceil(max(views.height, views.width) / self.params.carve_max_side))
         rows = torch.arange(stride // 2, views.height, stride, device=self.device)
         cols = torch.arange(stride // 2, views.width, stride, device=self.device)
-        picked = views.rgb_masks[:, rows][:, :, cols]  # (N, h, w)
+        picked = views.sweep_masks[:, rows][:, :, cols]  # (N, h, w)
         view, row, col = torch.nonzero(picked, as_tuple=True)
         flat = (view * views.height + rows[row]) * views.width + cols[col]
         return flat, stride, tuple(picked.shape)
@@ -702,14 +737,16 @@ def fit(
     device: torch.device,
     seed: int,
     ctx: StageContext | None = None,
+    confidence: np.ndarray | None = None,
 ) -> tuple[FieldModel, dict]:
-    """Fit the SDF and colour grids to the scene's training views.
+    """Fit the SDF and colour grids to the scene's training views; ``confidence`` (N, H, W) uint8:
+    how sure estimated masks are of their background (``hull.load_confidence``).
 
     Returns the model and its figures: ``final_losses`` (the last batch's terms) and ``carved_voxels``
     (voxels removed by each carving pass).
     """
     torch.manual_seed(seed)
-    fitting = Fitting(scene, occupancy, level, params, device, seed)
+    fitting = Fitting(scene, occupancy, level, params, device, seed, confidence)
     resolution = params.resolutions[0]
     model = FieldModel(
         fitting.hull_sdf_at(resolution),
@@ -867,8 +904,9 @@ def run(ctx: StageContext, params: ReconstructParams | None = None) -> dict:
     scene = Scene.load(scene_folder)
     visual_hull = hull.load(ctx.job_dir)
     ctx.on_progress(0.0, "fitting the surface to the photographs")
+    confidence = hull.load_confidence(scene_folder)
     model, fit_figures = fit(
-        scene, visual_hull.occupancy, visual_hull.level, params, ctx.device, ctx.seed, ctx
+        scene, visual_hull.occupancy, visual_hull.level, params, ctx.device, ctx.seed, ctx, confidence
     )
     fit_seconds = watch.seconds
     figures = held_out_figures(model, scene, visual_hull.inside, params, ctx.device, ctx)

@@ -82,6 +82,46 @@ def test_an_object_whose_features_cluster_on_its_texture_corners_is_found_whole(
     assert on_ball.sum() >= 0.8 * len(ball)  # (the median spacing alone links one cluster: 8)
 
 
+def test_the_link_radius_grows_on_until_the_objects_islands_have_joined():
+    """Forty feature islands of 3-11 points on a ball: the main group passes half the points while
+    islands are still joining; a step later a third more of the ball is in (stopping at the half
+    found 156 of its 269 points)."""
+    rng = np.random.default_rng(5)
+    room = _room_points(rng, with_object=False)
+    centres = rng.normal(size=(40, 3))
+    centres = 0.1 * centres / np.linalg.norm(centres, axis=1, keepdims=True)
+    sizes = rng.integers(3, 12, 40)
+    ball = np.concatenate([c + rng.normal(0, 0.002, (k, 3)) for c, k in zip(centres, sizes, strict=True)])
+    target = np.array([0.1, 0.05, TABLE_HEIGHT + 0.1])
+    found = object_masks.find_object(np.concatenate([room, ball + target]), _ring(target), PARAMS)
+    on_ball = found.index >= len(room)
+    assert on_ball.all()
+    assert on_ball.sum() >= 0.85 * len(ball)
+
+
+def _scattered_table_and_rod(rng: np.random.Generator) -> tuple[np.ndarray, int, np.ndarray]:
+    """A table whose points scatter about its plane (1 cm: blurred video frames), a thin rod on it
+    with few features, and a ring of cameras: (points, how many are the table's, cameras)."""
+    room = _room_points(rng, with_object=False)
+    table = np.c_[rng.uniform(-0.6, 0.6, (1500, 2)), TABLE_HEIGHT + rng.normal(0, 0.01, 1500)]
+    along = rng.uniform(0, 1, 40)[:, None]
+    rod = np.array([0.0, 0.0, TABLE_HEIGHT + 0.04]) + along * [0.3, 0.1, 0.12]
+    rod += rng.normal(0, 0.002, rod.shape)
+    target = np.array([0.15, 0.05, TABLE_HEIGHT + 0.1])
+    return np.concatenate([room, table, rod]), len(room) + len(table), _ring(target)
+
+
+def test_the_tables_scatter_above_its_plane_is_not_taken_for_the_object():
+    """Points of the table that land above it (as far as its scatter below reaches) stand nowhere:
+    with them, a thin object of few features linked across the table into one large group."""
+    points, table_end, cameras = _scattered_table_and_rod(np.random.default_rng(5))
+    found = object_masks.find_object(points, cameras, PARAMS)
+    on_rod = found.index >= table_end
+    assert on_rod.mean() >= 0.9  # (a few of the table's farthest strays stand as high as the rod)
+    assert on_rod.sum() >= 0.8 * (len(points) - table_end)
+    assert found.figures["min_object_height"] > PARAMS.min_height
+
+
 def test_an_empty_table_is_object_not_found():
     points = _room_points(np.random.default_rng(1), with_object=False)
     with pytest.raises(CaptureError) as failure:

@@ -6,6 +6,7 @@ import json
 import time
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -17,6 +18,8 @@ from gpu_container.engine import hull, mesh, preprocess, reconstruct, validate
 from gpu_container.engine.context import StageCancelled, StageContext
 from gpu_container.engine.quality import QualityParams, compare
 from gpu_container.engine.scene import Scene
+
+from .analytic import make_scene, sphere_sdf
 
 CAPTURE = {"obj": "pocket_block", "views": 24, "size": 64}  # a block with a blind pocket in its top
 HULL = hull.HullParams(resolution=48, coarse_resolution=24)
@@ -170,3 +173,26 @@ def test_carving_needs_the_word_of_several_views(pocket_job) -> None:
     }
     assert counts[len(scene.training_views) + 1] == 0
     assert counts[1] >= counts[2] > 0
+
+
+def test_estimated_masks_weigh_their_background_by_confidence_and_sweep_what_they_are_unsure_of() -> None:
+    """Where an estimated mask is unsure of its background (a rim of the object's colour it gave to the
+    table) the mask term barely pulls, and carving and fusion sweep those pixels' rays (the hull keeps
+    what is there, and only the photographs can tell); given masks weigh every pixel alike."""
+    scene = make_scene(sphere_sdf, num_views=6, size=32, holdout=0)
+    short = np.stack([cv2.erode(mask, np.ones((5, 5), np.uint8)) for mask in scene.masks])
+    estimated = replace(scene, masks=short)
+    unsure = (scene.masks > 127) & (short < 128)
+    confidence = np.where(unsure, 20, 255).astype(np.uint8)
+    views = np.arange(6)
+    weighed = reconstruct.Views(estimated, views, SMALL, torch.device("cpu"), confidence)
+    weights = weighed.mask_weights.numpy()
+    np.testing.assert_allclose(weights[unsure], 20 / 255, rtol=1e-6)
+    assert (weights[short > 127] == 1.0).all()
+    assert (weights[~unsure & (short < 128)] == 1.0).all()  # sure background pulls as a given mask does
+    swept = weighed.sweep_masks.numpy()
+    assert swept[unsure].all()
+    assert not swept[scene.masks < 128].any()
+    given = reconstruct.Views(scene, views, SMALL, torch.device("cpu"))
+    assert given.mask_weights is None
+    assert torch.equal(given.sweep_masks, given.rgb_masks)
