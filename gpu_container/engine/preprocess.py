@@ -14,7 +14,8 @@ camera distance), grown while kept cells touch its faces, then a finer carve ove
 bounds. Their bounding cube, grown by ``box_margin``, becomes [-1, 1]^3: ``box_to_world`` is a
 similarity (uniform scale + translation, no rotation). The cube is then projected into every
 training view: silhouettes crossing its projection inside the image (the object clipped, or masks
-that disagree) fail the job beyond ``max_crossing_view_fraction`` and are warnings below it, as are
+that disagree) fail the job beyond ``max_crossing_view_fraction`` (more for estimated masks:
+``estimated_capture.ESTIMATED_MASK_MAX_CROSSING_FRACTION``) and are warnings below it, as are
 silhouettes that touch the image border (the object leaves the frame). Cameras are stored RIGID in box units:
 ``cam_to_box = [[R, (t - centre) / scale], [0, 1]]`` for ``cam_to_world = [[R, t], [0, 1]]``,
 which projects exactly like ``world_to_box @ cam_to_world`` but keeps depths in box units.
@@ -466,6 +467,9 @@ def run(ctx: StageContext, params: PreprocessParams | None = None) -> dict:
         completion = estimated_capture.complete(ctx, manifest, params.decode_workers)
         manifest, ctx = completion.manifest, completion.rest_of_stage(ctx)
         params = replace(params, carve_tolerance_fraction=estimated_capture.ESTIMATED_MASK_CARVE_TOLERANCE)
+        if completion.masks is not None:
+            crossing = estimated_capture.ESTIMATED_MASK_MAX_CROSSING_FRACTION
+            params = replace(params, max_crossing_view_fraction=crossing)
     frames = manifest["frames"]
     width, height = resized_size(manifest["width"], manifest["height"], params.long_side)
     if completion is not None and completion.frame_images is not None:  # a video's frames

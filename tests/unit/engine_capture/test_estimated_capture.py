@@ -12,7 +12,7 @@ from capture_fixtures import fixture_mesh, make_job, zip_with
 from room_fixtures import FAST_ROOM, person_rig, table_capture
 
 from gpu_container.capture import room, synthetic, video
-from gpu_container.engine import hull, pipeline
+from gpu_container.engine import hull, pipeline, preprocess, validate
 from gpu_container.engine.camera_estimation import umeyama
 from gpu_container.engine.context import CaptureError, StageContext
 from gpu_container.engine.quality import QualityParams, compare
@@ -163,3 +163,33 @@ def test_a_lab_capture_lists_its_given_cameras_in_cameras_json(tmp_path):
     np.testing.assert_allclose(
         cameras["frames"][0]["transform_matrix"], manifest["frames"][0]["transform_matrix"]
     )
+
+
+@pytest.mark.parametrize(("crossing_share", "fails"), [(0.3, False), (0.5, True)])
+def test_estimated_masks_that_cross_the_box_warn_up_to_their_own_limit(
+    tmp_path, monkeypatch, crossing_share, fails
+):
+    """A lab capture fails beyond 10 % of its views crossing the box; estimated masks, which take in a
+    patch of table here and there, warn up to ``ESTIMATED_MASK_MAX_CROSSING_FRACTION`` (0.4)."""
+    agreement = preprocess.box_agreement
+
+    def some_views_cross(silhouettes, *args):
+        frame, _ = agreement(silhouettes, *args)
+        return frame, list(range(round(crossing_share * len(silhouettes))))
+
+    monkeypatch.setattr(preprocess, "box_agreement", some_views_cross)
+    job = tmp_path / "job"
+    files = synthetic.capture_files(table_capture(), synthetic.POSED_LAYOUT)
+    pipeline.prepare_job_folder(zip_with(tmp_path, files), job)
+    ctx = StageContext(job_dir=job, preset="draft")
+    validate.run(ctx)
+    if fails:
+        with pytest.raises(CaptureError) as failure:
+            preprocess.run(ctx)
+        assert failure.value.code == "object_clipped"
+        return
+    figures = preprocess.run(ctx)
+    assert len(figures["views_crossing_box"]) == round(
+        crossing_share * (figures["views"] - figures["holdout_views"])
+    )
+    assert any("masks disagree" in warning for warning in figures["warnings"])
