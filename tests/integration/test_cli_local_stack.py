@@ -27,6 +27,9 @@ def test_local_stack_prints_its_api_and_document_and_stops_on_ctrl_c() -> None:
         text=True,
         # faulthandler: a stack that does not stop prints every thread's stack on SIGABRT (below)
         env={**os.environ, "COLUMNS": "200", "PYTHONFAULTHANDLER": "1"},
+        # Ctrl-C as in a terminal: started from a background job (CI's runner, nohup) the test
+        # process has SIGINT ignored, the child would inherit that and never see the Ctrl-C
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         printed: list[str] = []

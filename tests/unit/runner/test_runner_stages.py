@@ -138,8 +138,18 @@ def test_a_confirmed_cancel_stops_the_stage_mid_run_and_nothing_is_uploaded(
     assert job.error is None
 
 
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt in the main thread for the test, as in a terminal: a process
+    started in the background by a non-interactive shell (CI's runner, ``nohup``) inherits SIGINT
+    ignored, and Python then installs no handler."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_a_cancel_during_a_call_that_polls_nothing_ends_the_process_mid_call(
-    make_runner, store, s3, bucket, job_id
+    make_runner, store, s3, bucket, job_id, sigint_raises
 ):
     """Set-up or a long library call: the engine checks nothing, the stop watcher ends the stage."""
     ended: list[tuple[int, float]] = []
