@@ -146,6 +146,15 @@ def test_the_upright_frame_puts_the_support_at_y0_and_the_object_on_the_y_axis()
     assert np.abs(heights[:, 1]).max() < 0.006
 
 
+def _triangulated_points(capture, folder: Path) -> np.ndarray:
+    """(P, 3) the points structure from motion triangulates from ``capture``'s true cameras."""
+    images = np.ascontiguousarray(capture.rgba[..., :3])
+    result = camera_estimation.triangulate(
+        images, capture.cam_to_world, intrinsics(capture), folder, SFM_PARAMS, StageContext(folder)
+    )
+    return result.points
+
+
 @pytest.fixture(scope="module")
 def posed_masks(tmp_path_factory):
     """Masks of the table capture from its true cameras (a posed capture without masks)."""
@@ -153,10 +162,7 @@ def posed_masks(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sfm")
     ctx = StageContext(folder)
     images = np.ascontiguousarray(capture.rgba[..., :3])
-    points = camera_estimation.triangulate(
-        images, capture.cam_to_world, intrinsics(capture), folder, SFM_PARAMS, ctx
-    )
-    found = object_masks.find_object(points.points, capture.cam_to_world, PARAMS)
+    found = object_masks.find_object(_triangulated_points(capture, folder), capture.cam_to_world, PARAMS)
     masks, confidence, figures = object_masks.estimate_masks(
         images, capture.cam_to_world, intrinsics(capture), np.zeros(capture.num_views), found, PARAMS, ctx
     )
@@ -187,12 +193,9 @@ def test_the_support_check_finds_the_table_shadows_included_and_not_the_object(p
 def block_on_the_table(tmp_path_factory):
     """A block with a pocket on the table (flat walls down to the table top), its points found."""
     capture = table_capture("pocket_block")
-    folder = tmp_path_factory.mktemp("sfm-block")
+    points = _triangulated_points(capture, tmp_path_factory.mktemp("sfm-block"))
     images = np.ascontiguousarray(capture.rgba[..., :3])
-    points = camera_estimation.triangulate(
-        images, capture.cam_to_world, intrinsics(capture), folder, SFM_PARAMS, StageContext(folder)
-    )
-    return capture, images, object_masks.find_object(points.points, capture.cam_to_world, PARAMS)
+    return capture, images, object_masks.find_object(points, capture.cam_to_world, PARAMS)
 
 
 def test_the_support_check_leaves_the_band_just_above_the_base_to_the_object(block_on_the_table):
@@ -231,18 +234,9 @@ def test_close_up_masks_stay_open_where_the_object_leaves_the_frame(posed_masks)
 
 def test_an_empty_table_photographed_is_object_not_found(tmp_path):
     capture = table_capture(with_object=False)
-    images = np.ascontiguousarray(capture.rgba[..., :3])
-    ctx = StageContext(tmp_path)
-    points = camera_estimation.triangulate(
-        images,
-        capture.cam_to_world,
-        intrinsics(capture),
-        tmp_path,
-        camera_estimation.params_for("draft"),
-        ctx,
-    )
+    points = _triangulated_points(capture, tmp_path)
     with pytest.raises(CaptureError) as failure:
-        object_masks.find_object(points.points, capture.cam_to_world, PARAMS)
+        object_masks.find_object(points, capture.cam_to_world, PARAMS)
     assert failure.value.code == "object_not_found"
 
 
