@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,9 +38,9 @@ import numpy as np
 import torch
 import trimesh
 from PIL import Image
-from real_captures import SIZE, VIEWS  # bench/ is on sys.path when run
-from reconstruction import DEFAULT_SPOT, hull_mesh, load_object
-from report import RunRecord
+from real_captures import SIZE, VIEWS, room_bench_parser  # bench/ is on sys.path when run
+from reconstruction import hull_mesh, load_object
+from report import RunRecord, work_folder
 
 from gpu_container.capture import room, synthetic
 from gpu_container.engine import mesh, object_masks, pipeline, reconstruct
@@ -171,23 +170,15 @@ def summary_lines(rows: list[Row]) -> list[str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--spot", type=Path, default=DEFAULT_SPOT)
-    parser.add_argument("--objects", nargs="+", default=["spot", "bowl", "cup", "pocket_block"])
-    parser.add_argument("--presets", nargs="+", choices=("draft", "standard", "high"), default=["draft"])
-    parser.add_argument("--samples", type=int, default=200_000, help="quality samples per mesh")
-    parser.add_argument("--work", type=Path, default=None, help="keep captures and job folders here")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    return parser.parse_args(argv)
+    objects = ["spot", "bowl", "cup", "pocket_block"]
+    return room_bench_parser(__doc__.split("\n\n")[0], DEFAULT_OUT, objects, ["draft"]).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     record = RunRecord("mask_ablation.py", argv)
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="mask-ablation-") as temporary:
-        work = args.work or Path(temporary)
-        work.mkdir(parents=True, exist_ok=True)
+    with work_folder(args.work, "mask-ablation-") as work:
         rig = room.PersonRig(views=VIEWS, width=SIZE, height=SIZE)
         for name in args.objects:
             capture = room.render_room_capture(load_object(name, args.spot), None, rig, seed=0)

@@ -24,7 +24,6 @@ import argparse
 import json
 import resource
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 import trimesh
 from reconstruction import DEFAULT_SPOT, load_object  # bench/ is on sys.path when run
-from report import RunRecord
+from report import RunRecord, work_folder
 
 from gpu_container.capture import forms, room, synthetic
 from gpu_container.engine import pipeline
@@ -227,17 +226,24 @@ def goal_lines(rows: list[Row]) -> list[str]:
     return lines or ["(no goal applies to the cases run)"]
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def room_bench_parser(
+    description: str, out: Path, objects: list[str], presets: list[str]
+) -> argparse.ArgumentParser:
+    """The arguments of the benches over room captures (this one, ``mask_ablation.py``): where Spot
+    is, the objects and presets run (with their defaults), quality samples, ``--work``, ``--out``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--spot", type=Path, default=DEFAULT_SPOT)
-    parser.add_argument("--objects", nargs="+", default=["spot"])
-    parser.add_argument("--forms", nargs="+", choices=ROOM_FORMS, default=list(ROOM_FORMS))
-    parser.add_argument(
-        "--presets", nargs="+", choices=("draft", "standard", "high"), default=["draft", "standard"]
-    )
+    parser.add_argument("--objects", nargs="+", default=objects)
+    parser.add_argument("--presets", nargs="+", choices=("draft", "standard", "high"), default=presets)
     parser.add_argument("--samples", type=int, default=200_000, help="quality samples per mesh")
     parser.add_argument("--work", type=Path, default=None, help="keep captures and job folders here")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=out)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = room_bench_parser(__doc__.split("\n\n")[0], DEFAULT_OUT, ["spot"], ["draft", "standard"])
+    parser.add_argument("--forms", nargs="+", choices=ROOM_FORMS, default=list(ROOM_FORMS))
     parser.add_argument("--rescore", action="store_true", help="score runs already finished in --work")
     return parser.parse_args(argv)
 
@@ -249,9 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     record = RunRecord("real_captures.py", argv)
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="real-bench-") as temporary:
-        work = args.work or Path(temporary)
-        work.mkdir(parents=True, exist_ok=True)
+    with work_folder(args.work, "real-bench-") as work:
         for preset in args.presets:
             for name in args.objects:
                 for form in args.forms:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ import gpu_container  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch
 import numpy as np
 import torch
 import trimesh
-from report import RunRecord
+from report import RunRecord, work_folder
 
 from gpu_container.capture import objects
 from gpu_container.capture.synthetic import RenderedCapture, RigSettings, write_capture
@@ -275,9 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     quality = QualityParams(samples=args.samples)
     record = RunRecord("reconstruction.py", argv)
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="recon-bench-") as temporary:
-        work_dir = args.work or Path(temporary)
-        work_dir.mkdir(parents=True, exist_ok=True)
+    with work_folder(args.work, "recon-bench-") as work_dir:
         for name in args.objects:
             source = load_object(name, args.spot)
             for preset in args.presets:

@@ -3,12 +3,14 @@ machine, the table, the goal lines; written to ``--out`` and printed."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
 import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -46,6 +48,18 @@ def device_name(device: torch.device) -> str:
     except OSError:
         pass
     return f"cpu ({model}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads)"
+
+
+@contextlib.contextmanager
+def work_folder(kept: Path | None, prefix: str) -> Iterator[Path]:
+    """The bench's job folders: ``kept`` (``--work``, created, left in place) or a temporary folder
+    removed at the end."""
+    if kept is not None:
+        kept.mkdir(parents=True, exist_ok=True)
+        yield kept
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as temporary:
+        yield Path(temporary)
 
 
 class RunRecord:
