@@ -37,13 +37,12 @@ import gpu_container  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch
 import numpy as np
 import torch
 import trimesh
-from PIL import Image
 from real_captures import SIZE, VIEWS, room_bench_parser  # bench/ is on sys.path when run
 from reconstruction import hull_mesh, load_object
 from report import RunRecord, work_folder
 
 from gpu_container.capture import room, synthetic
-from gpu_container.engine import mesh, object_masks, pipeline, reconstruct
+from gpu_container.engine import estimated_capture, mesh, object_masks, pipeline, reconstruct
 from gpu_container.engine.quality import QualityParams, compare
 from gpu_container.engine.scene import Scene
 
@@ -64,11 +63,9 @@ class Row:
 
 def resized_alpha(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(N, H, W) bool: the renderer's coverage ``alpha`` (N, h, w) uint8 area-resampled to ``size``
-    (H, W), at least half covered."""
+    (H, W) as the engine resamples masks, at least half covered."""
     height, width = size
-    return np.stack(
-        [np.asarray(Image.fromarray(view).resize((width, height), Image.BOX)) > 127 for view in alpha]
-    )
+    return estimated_capture.resized(alpha, width, height) > 127
 
 
 @contextlib.contextmanager
@@ -96,18 +93,17 @@ def true_masks_in_estimated_path(alpha: np.ndarray) -> Iterator[None]:
         object_masks.estimate_masks = estimate
 
 
-def field_mesh(job: Path) -> trimesh.Trimesh:
-    """The reconstruct stage's surface alone in the world frame: the SDF's zero level."""
+def field_mesh(job: Path, scene: Scene) -> trimesh.Trimesh:
+    """The reconstruct stage's surface alone in the world frame of ``scene`` (the job's): the SDF's
+    zero level."""
     field = reconstruct.load(job)
     vertices, faces = mesh.extract_surface(np.asarray(field.sdf, dtype=np.float32))
-    scene = Scene.load(job / "work" / "preprocess")
     return trimesh.Trimesh(vertices, faces, process=False).apply_transform(scene.box_to_world)
 
 
-def mask_figures(job: Path, alpha: np.ndarray) -> tuple[float, float, float]:
-    """IoU, precision and recall of the scene's (estimated) masks against ``alpha``, all views."""
-    scene = np.load(job / "work" / "preprocess" / "scene.npz")
-    found = scene["masks"] > 127
+def mask_figures(scene: Scene, alpha: np.ndarray) -> tuple[float, float, float]:
+    """IoU, precision and recall of the ``scene``'s (estimated) masks against ``alpha``, all views."""
+    found = np.asarray(scene.masks) > 127
     truth = resized_alpha(alpha, found.shape[1:3])
     both = float((found & truth).sum())
     return both / (found | truth).sum(), both / max(found.sum(), 1), both / max(truth.sum(), 1)
@@ -128,15 +124,16 @@ def run_mode(
         pipeline.run_all(job, preset=preset, device=torch.device("cpu"), seed=0)
     truth = capture.mesh_world
     quality = QualityParams(samples=samples)
+    scene = Scene.load(job / "work" / "preprocess")
     scores = {}
     for stage, surface in (
         ("hull", hull_mesh(job)),
-        ("field", field_mesh(job)),
+        ("field", field_mesh(job, scene)),
         ("mesh", trimesh.load(job / "output" / "model.ply", process=False, force="mesh")),
     ):
         figures = compare(surface, truth, quality)
         scores[stage] = (figures.fscore[0.01], figures.precision[0.01], figures.recall[0.01])
-    masks = mask_figures(job, alpha) if mode == "estimated" else None
+    masks = mask_figures(scene, alpha) if mode == "estimated" else None
     return Row(name, preset, mode, scores, masks)
 
 
