@@ -229,8 +229,9 @@ def goal_lines(rows: list[Row]) -> list[str]:
 def room_bench_parser(
     description: str, out: Path, objects: list[str], presets: list[str]
 ) -> argparse.ArgumentParser:
-    """The arguments of the benches over room captures (this one, ``mask_ablation.py``): where Spot
-    is, the objects and presets run (with their defaults), quality samples, ``--work``, ``--out``."""
+    """The arguments of the benches over room captures (this one, ``mask_ablation.py``,
+    ``video_ablation.py``): where Spot is, the objects and presets run (with their defaults), quality
+    samples, ``--work``, ``--out``."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--spot", type=Path, default=DEFAULT_SPOT)
     parser.add_argument("--objects", nargs="+", default=objects)

@@ -1,9 +1,11 @@
-"""bench/reconstruction.py, bench/real_captures.py and bench/mask_ablation.py: the tables and goal
-verdicts they print, and the ablation's mask substitution (no reconstruction run here)."""
+"""bench/reconstruction.py, bench/real_captures.py, bench/mask_ablation.py and bench/video_ablation.py:
+the tables and goal verdicts they print, the mask ablation's mask substitution and the video
+ablation's frame bookkeeping (no reconstruction run here)."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -195,3 +197,50 @@ def test_the_ablation_hands_the_estimated_path_the_true_masks_and_then_restores_
     # confidence follows the true masks: 255 on them, the colour models' verdict off them
     assert (confidence[expected] == 255).all()
     assert confidence[~expected].min() < 255
+
+
+def test_the_video_ablation_splits_the_loss_between_viewpoints_compression_and_estimation():
+    bench = load_bench("video_ablation")
+    nan = float("nan")
+    rows = [
+        bench.Row("spot", "draft", "posed rig", 48, 0.85, nan, nan),
+        bench.Row("spot", "draft", "walk, raw, true cams", 41, 0.77, 0.75, 0.80),
+        bench.Row("spot", "draft", "walk, H.264, true cams", 41, 0.75, 0.73, 0.77),
+        bench.Row("spot", "draft", "video", 41, 0.74, nan, nan),
+        bench.Row("cup", "draft", "posed rig", 48, 0.62, nan, nan),  # the other three did not run
+    ]
+    assert bench.summary_lines(rows) == [
+        "spot, draft: F@1 % 0.850 posed rig; the walk's viewpoints cost -0.080, H.264 -0.020, "
+        "the estimated cameras and frames -0.010 (video: 0.740)"
+    ]
+    table = bench.format_table(rows)
+    assert len(table) == 2 + len(rows)
+    assert table[3].rstrip().endswith("0.770   0.750   0.800")
+    assert table[2].rstrip().endswith("0.850")  # no precision or recall where none was split
+
+
+def test_the_video_ablation_takes_the_frames_the_video_job_kept(tmp_path):
+    bench = load_bench("video_ablation")
+    fps = bench.WALK.fps
+    frames = [
+        {"file_path": f"capture.mp4#t={index / fps:.4f}", "status": status}
+        for index, status in ((0, "used"), (3, "dropped"), (5, "used"), (95, "used"))
+    ]
+    (tmp_path / "output").mkdir()
+    (tmp_path / "output" / "cameras.json").write_text(json.dumps({"cameras": "estimated", "frames": frames}))
+    assert bench.kept_frames(tmp_path) == [0, 5, 95]
+
+
+def test_the_video_ablation_decodes_every_frame_the_encoder_wrote(tmp_path):
+    bench = load_bench("video_ablation")
+    from gpu_container.capture import video
+
+    frames = np.zeros((5, 32, 48, 3), dtype=np.uint8)
+    for index in range(5):
+        frames[index, :, 8 * index : 8 * index + 8] = 200  # a bar that moves a step a frame
+    decoded = bench.decoded_frames(video.encode_mp4(frames, tmp_path / "bar.mp4", fps=6.0))
+    assert decoded.shape == frames.shape
+    error = np.abs(decoded.astype(int) - frames.astype(int)).mean(axis=(1, 2, 3))
+    assert (error < 6).all()  # lossy, but each frame is its own, in order
+    assert int(decoded[4, :, 32:40].mean()) > 150
+    assert int(decoded[0, :, 32:40].mean()) < 50
